@@ -1,0 +1,13 @@
+//! ossmount: mount an Alibaba Cloud OSS bucket (or a prefix of it) as a FUSE filesystem.
+//!
+//! Layers, top to bottom (imports point down only): `fuse` → `fs` → `cache` → `prefetch` →
+//! `client` → `auth` → `retry`/`object`. `mount` is the composition root.
+
+pub mod auth;
+pub mod client;
+pub mod crc64;
+pub mod config;
+pub mod object;
+pub mod retry;
+pub mod cache;
+pub mod prefetch;

@@ -1,0 +1,1 @@
+//! Sequential detection and read-ahead (filled in by the prefetcher work).

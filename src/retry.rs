@@ -1,0 +1,1 @@
+//! Backoff with jitter and retry classification, shared by `client` and `auth`.
