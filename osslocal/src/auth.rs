@@ -788,3 +788,6 @@ pub fn v4_signing_key(secret: &str, date: &str, region: &str) -> Vec<u8> {
     let k_product = hmac_sha256(&k_region, V4_PRODUCT.as_bytes());
     hmac_sha256(&k_product, V4_TERMINATOR.as_bytes())
 }
+
+#[cfg(test)]
+mod tests;
