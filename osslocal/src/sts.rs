@@ -669,12 +669,16 @@ fn session_policy(params: &[(String, String)]) -> Result<Option<Policy>, StsErro
     Policy::parse(doc).map(Some).map_err(grammar)
 }
 
+/// `ExternalId`: 2–1224 characters of `[\w+=,.@:/-]` (PROTOCOL.md §7.4) plus `~`, which the SDK
+/// vectors use.
 fn check_external_id(params: &[(String, String)]) -> Result<(), StsError> {
     let Some(id) = param(params, "ExternalId") else {
         return Ok(());
     };
     let ok = EXTERNAL_ID_CHARS.contains(&id.chars().count())
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-~".contains(c));
     if !ok {
         return Err(api(
             400,
@@ -934,3 +938,6 @@ fn assume_role_with_oidc(
     );
     Ok(body)
 }
+
+#[cfg(test)]
+mod tests;
