@@ -3,11 +3,18 @@
 //! address (first stdout line, and `--ready-file`), serves until SIGTERM/SIGINT.
 
 mod admin;
+#[allow(dead_code)] // parts of the auth engineer's API the server does not call
+mod auth;
 mod error;
 mod ops;
+#[allow(dead_code)] // parts of the auth engineer's API the server does not call
+mod policy;
 mod server;
-mod standin;
 mod storage;
+#[allow(dead_code)] // parts of the auth engineer's API the server does not call
+mod sts;
+#[allow(dead_code)] // parts of the auth engineer's API the server does not call
+mod token;
 mod xml;
 
 use std::collections::HashMap;
@@ -17,12 +24,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use crate::standin::{auth, policy, sts};
 
-/// Default upper bound of a role's session lifetime (seconds).
-const DEFAULT_MAX_SESSION_SECS: u64 = 43200;
-/// Default lower bound of DurationSeconds (seconds).
-const DEFAULT_MIN_DURATION_SECS: u64 = 900;
 
 #[derive(Parser, Debug)]
 #[command(name = "osslocal", version, about = "A local OSS + STS server for testing ossmount")]
@@ -46,7 +48,7 @@ struct Cli {
     #[arg(long = "role", value_name = "ARN[=@POLICY.json]")]
     roles: Vec<String>,
     /// Smallest DurationSeconds STS accepts.
-    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_MIN_DURATION_SECS)]
+    #[arg(long, value_name = "SECS", default_value_t = sts::DEFAULT_MIN_DURATION_SECS)]
     min_duration: u64,
     /// Write the bound address to this file once accepting connections.
     #[arg(long, value_name = "PATH")]
@@ -67,12 +69,14 @@ enum MainError {
     AccessKey,
     #[error("--role {arn}: {reason}")]
     Role { arn: String, reason: String },
-    #[error("token key {path}: {source}")]
-    TokenKey {
+    #[error("creating the data dir {path}: {source}")]
+    DataDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Sts(#[from] sts::StsError),
     #[error("data dir: {0}")]
     Storage(#[from] storage::StorageError),
     #[error("{0}")]
@@ -95,30 +99,6 @@ fn valid_bucket(name: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
-/// Load or create the 32-byte key that seals security tokens, so tokens survive restarts.
-fn token_key(data_dir: &Path) -> Result<[u8; 32], MainError> {
-    let path = data_dir.join(".osslocal").join("token.key");
-    let err = |source| MainError::TokenKey { path: path.clone(), source };
-    if let Ok(bytes) = std::fs::read(&path)
-        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
-    {
-        return Ok(key);
-    }
-    let key: [u8; 32] = rand::random();
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(err)?;
-    }
-    let tmp = path.with_extension("tmp");
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
-        f.write_all(&key).map_err(err)?;
-        f.sync_all().map_err(err)?;
-    }
-    std::fs::rename(&tmp, &path).map_err(err)?;
-    Ok(key)
-}
-
 fn parse_roles(specs: &[String]) -> Result<HashMap<String, sts::Role>, MainError> {
     let mut roles = HashMap::new();
     for spec in specs {
@@ -135,7 +115,9 @@ fn parse_roles(specs: &[String]) -> Result<HashMap<String, sts::Role>, MainError
         if !arn.starts_with("acs:ram::") || !arn.contains(":role/") {
             return Err(MainError::Role { arn, reason: "expected acs:ram::<account>:role/<name>".into() });
         }
-        roles.insert(arn.clone(), sts::Role { arn, policy, max_session_duration: DEFAULT_MAX_SESSION_SECS });
+        let mut role = sts::Role::new(arn.clone());
+        role.policy = policy;
+        roles.insert(arn, role);
     }
     Ok(roles)
 }
@@ -172,7 +154,7 @@ fn run(cli: Cli) -> Result<(), MainError> {
         keys.insert(ak.to_string(), sk.to_string());
     }
     std::fs::create_dir_all(&cli.data_dir)
-        .map_err(|source| MainError::TokenKey { path: cli.data_dir.clone(), source })?;
+        .map_err(|source| MainError::DataDir { path: cli.data_dir.clone(), source })?;
     let storage = storage::Storage::open(&cli.data_dir, &cli.buckets)?;
     let oidc_providers = cli
         .oidc_providers
@@ -182,14 +164,12 @@ fn run(cli: Cli) -> Result<(), MainError> {
             None => sts::OidcProvider { arn: s.clone(), issuer: None },
         })
         .collect();
-    let sts_state = Arc::new(sts::StsState {
-        keys: keys.clone(),
-        roles: parse_roles(&cli.roles)?,
-        oidc_providers,
-        min_duration: cli.min_duration,
-        token_key: token_key(&cli.data_dir)?,
-        account_id: server::ACCOUNT_ID.to_string(),
-    });
+    let mut sts_state = sts::StsState::new(keys.clone(), sts::StsState::load_or_create_token_key(&cli.data_dir)?);
+    sts_state.roles = parse_roles(&cli.roles)?;
+    sts_state.oidc_providers = oidc_providers;
+    sts_state.min_duration = cli.min_duration;
+    sts_state.account_id = server::ACCOUNT_ID.to_string();
+    let sts_state = Arc::new(sts_state);
     let auth_cfg = auth::AuthConfig { keys, anonymous: cli.anonymous, region: cli.region.clone(), sts: sts_state };
     let app = Arc::new(server::App::new(storage, auth_cfg, cli.region.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(MainError::Runtime)?;

@@ -17,7 +17,7 @@ use md5::{Digest as _, Md5};
 
 use crate::error::OssError;
 use crate::server::{ACCOUNT_ID, App, RespBody, Target, empty, full, http_date, percent_decode, read_small_body};
-use crate::standin::{auth, policy};
+use crate::{auth, policy};
 use crate::storage::{
     Bucket, FileRange, ListEntry, ObjectMeta, ObjectType, StorageError, WriteMeta, Written, spawn_reader,
 };
@@ -178,7 +178,6 @@ fn storage_error(e: StorageError) -> OssError {
         StorageError::TooLong { .. } => {
             OssError::new(400, "InvalidArgument", "The request body is longer than Content-Length.", "0016-00000001")
         }
-        StorageError::NoSuchUpload(id) => no_such_upload(&id),
         StorageError::NotAppendable => {
             OssError::new(409, "ObjectNotAppendable", "The object is not appendable", "0026-00000015")
         }

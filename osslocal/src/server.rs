@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use crate::admin::{Faults, Stats};
 use crate::error::OssError;
 use crate::ops;
-use crate::standin::{auth, sts};
+use crate::{auth, sts};
 use crate::storage::Storage;
 
 pub type RespBody = BoxBody<Bytes, std::io::Error>;
@@ -37,8 +37,6 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("accepting a connection: {0}")]
-    Accept(#[source] std::io::Error),
 }
 
 /// Everything a request handler needs; shared by all connections.
@@ -178,7 +176,6 @@ pub async fn serve(
 pub struct Target {
     pub bucket: Option<String>,
     pub key: Option<String>,
-    pub virtual_host: bool,
 }
 
 fn host_of(req: &Request<Incoming>) -> String {
@@ -208,14 +205,14 @@ fn resolve_target(app: &App, host: &str, raw_path: &str) -> Result<Target, OssEr
         && !rest.is_empty()
         && app.storage.bucket(label).is_some()
     {
-        return Ok(Target { bucket: Some(label.to_string()), key: decode_key(path)?, virtual_host: true });
+        return Ok(Target { bucket: Some(label.to_string()), key: decode_key(path)? });
     }
     if path.is_empty() {
-        return Ok(Target { bucket: None, key: None, virtual_host: false });
+        return Ok(Target { bucket: None, key: None });
     }
     let (b, k) = path.split_once('/').unwrap_or((path, ""));
     let bucket = String::from_utf8_lossy(&percent_decode(b)).into_owned();
-    Ok(Target { bucket: Some(bucket), key: decode_key(k)?, virtual_host: false })
+    Ok(Target { bucket: Some(bucket), key: decode_key(k)? })
 }
 
 fn finish(app: &App, mut resp: Response<RespBody>, request_id: &str) -> Response<RespBody> {

@@ -65,8 +65,6 @@ pub enum StorageError {
     Body(String),
     #[error("object already exists")]
     Exists,
-    #[error("no such upload {0}")]
-    NoSuchUpload(String),
     #[error("append position {position} does not match length {length}")]
     Position { position: u64, length: u64 },
     #[error("object is not appendable")]
@@ -157,9 +155,6 @@ pub struct TempFile {
 }
 
 impl TempFile {
-    pub fn path(&self) -> &Path {
-        self.path.as_deref().unwrap_or(Path::new(""))
-    }
     fn persist(mut self, to: &Path) -> std::io::Result<()> {
         if let Some(p) = self.path.take() {
             if let Err(e) = std::fs::rename(&p, to) {
@@ -198,6 +193,7 @@ impl Hashers {
 }
 
 /// Continue a finalized CRC-64/XZ value over more bytes.
+#[cfg(test)]
 pub fn crc64_continue(crc: u64, data: &[u8]) -> u64 {
     let mut d = CRC64.digest_with_initial((crc ^ u64::MAX).reverse_bits());
     d.update(data);
@@ -486,13 +482,13 @@ impl Bucket {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         lock(&self.index).len()
     }
 }
 
 pub struct Storage {
-    root: PathBuf,
     tmp_dir: PathBuf,
     uploads_dir: PathBuf,
     buckets: BTreeMap<String, Arc<Bucket>>,
@@ -527,7 +523,6 @@ impl Storage {
             buckets.insert(name.clone(), Arc::new(bucket));
         }
         let storage = Storage {
-            root: root.to_path_buf(),
             tmp_dir,
             uploads_dir,
             buckets,
@@ -538,17 +533,11 @@ impl Storage {
         Ok(storage)
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
     pub fn bucket(&self, name: &str) -> Option<Arc<Bucket>> {
         self.buckets.get(name).cloned()
     }
     pub fn buckets(&self) -> impl Iterator<Item = &Arc<Bucket>> {
         self.buckets.values()
-    }
-    pub fn tmp_dir(&self) -> &Path {
-        &self.tmp_dir
     }
 
     fn new_temp(&self) -> Result<(TempFile, File), StorageError> {
