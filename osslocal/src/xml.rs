@@ -16,7 +16,7 @@ pub fn url_encode(s: &str) -> String {
     utf8_percent_encode(s, PE_SET).to_string()
 }
 
-/// Escape text for element content. Characters XML 1.0 cannot carry at all (C0 controls
+/// Escape text for element content (quotes stay literal, as OSS writes ETags). Characters XML 1.0 cannot carry at all (C0 controls
 /// other than tab/CR/LF) are written as `&#xN;` so the document stays parseable by lenient
 /// readers; clients should use `encoding-type=url` for such keys.
 pub fn escape(s: &str) -> String {
@@ -26,8 +26,6 @@ pub fn escape(s: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
             c if (c as u32) < 0x20 && c != '\t' && c != '\n' && c != '\r' => {
                 let _ = write!(out, "&#x{:X};", c as u32);
             }
@@ -215,7 +213,7 @@ mod tests {
     fn writer_escapes() {
         let mut w = XmlWriter::new("R");
         w.elem("K", "a<b&\"c\u{1}");
-        assert_eq!(w.finish(), "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<R><K>a&lt;b&amp;&quot;c&#x1;</K></R>");
+        assert_eq!(w.finish(), "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<R><K>a&lt;b&amp;\"c&#x1;</K></R>");
     }
 
     #[test]

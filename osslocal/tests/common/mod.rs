@@ -235,3 +235,78 @@ pub fn md5_hex(data: &[u8]) -> String {
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u32).wrapping_mul(31).wrapping_add(seed as u32) as u8).collect()
 }
+
+pub fn http_date_now() -> String {
+    chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+impl Req<'_> {
+    /// Sign with OSS V1 (PROTOCOL.md §2). `resource` is the canonicalized resource
+    /// (`/bucket/key[?subresources]`, raw key). Adds `Date` and, for STS, the token header.
+    pub fn sign_v1(mut self, ak: &str, sk: &str, token: Option<&str>, resource: &str) -> Self {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("date")) {
+            self = self.header("Date", &http_date_now());
+        }
+        if let Some(t) = token {
+            self = self.header("x-oss-security-token", t);
+        }
+        let get = |name: &str| {
+            self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()).unwrap_or_default()
+        };
+        let mut oss: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.to_ascii_lowercase().starts_with("x-oss-"))
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        oss.sort();
+        let mut sts = format!("{}\n{}\n{}\n{}\n", self.method, get("content-md5"), get("content-type"), get("date"));
+        for (n, v) in oss {
+            sts.push_str(&format!("{n}:{v}\n"));
+        }
+        sts.push_str(resource);
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(sk.as_bytes()).unwrap();
+        mac.update(sts.as_bytes());
+        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        self.header("Authorization", &format!("OSS {ak}:{sig}"))
+    }
+}
+
+/// RFC 3986 percent-encoding (unreserved kept).
+pub fn pe(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+/// A signed STS RPC query string (PROTOCOL.md §7.3) for a GET.
+pub fn sts_query(ak: &str, sk: &str, action_params: &[(&str, &str)]) -> String {
+    sts_query_for("GET", ak, sk, action_params)
+}
+
+/// Signed STS RPC parameters for `method` (query string or form body).
+pub fn sts_query_for(method: &str, ak: &str, sk: &str, action_params: &[(&str, &str)]) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let mut params: Vec<(String, String)> = vec![
+        ("Format".into(), "JSON".into()),
+        ("Version".into(), "2015-04-01".into()),
+        ("AccessKeyId".into(), ak.into()),
+        ("SignatureMethod".into(), "HMAC-SHA1".into()),
+        ("SignatureVersion".into(), "1.0".into()),
+        ("SignatureNonce".into(), nonce),
+        ("Timestamp".into(), ts),
+    ];
+    params.extend(action_params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    params.sort();
+    let canonical = params.iter().map(|(k, v)| format!("{}={}", pe(k), pe(v))).collect::<Vec<_>>().join("&");
+    let sts = format!("{method}&%2F&{}", pe(&canonical));
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(format!("{sk}&").as_bytes()).unwrap();
+    mac.update(sts.as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    format!("{canonical}&Signature={}", pe(&sig))
+}
