@@ -32,6 +32,8 @@ pub const MAX_LIST_KEYS: usize = 1000;
 pub const DEFAULT_LIST_KEYS: usize = 100;
 pub const MAX_PART_NUMBER: u32 = 10000;
 pub const MAX_DELETE_KEYS: usize = 1000;
+/// Pause before an injected connection reset so the bytes before the cut reach the client.
+const RESET_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -812,6 +814,8 @@ fn get_object(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
                     {
                         let keep = cut.saturating_sub(sent) as usize;
                         if keep == 0 {
+                            // Let hyper flush what was already handed over, then cut.
+                            tokio::time::sleep(RESET_FLUSH_GRACE).await;
                             let err = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset");
                             return Some((Err(err), (rx, sent, true)));
                         }

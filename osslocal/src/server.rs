@@ -240,9 +240,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Re
         Ok(r) => r,
         Err(e) => {
             app.stats.error(e.code);
-            if e.status >= 500 {
-                tracing::warn!(code = e.code, message = %e.message, "request failed");
-            }
+            tracing::debug!(code = e.code, status = e.status, "error answer");
             error_response(&e, &request_id, &host, head)
         }
     };
