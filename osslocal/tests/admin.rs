@@ -60,12 +60,19 @@ fn error_fault_with_ops_filter_and_budget() {
     let r = s.put("/bkt/b", b"y");
     assert_eq!((r.status, r.code().as_deref()), (503, Some("ServiceUnavailable")));
     let st = s.stats();
-    assert_eq!(st["ops"]["PutObject"], 2, "ops count requests answered with injected errors");
+    assert_eq!(
+        st["ops"]["PutObject"], 2,
+        "ops count requests answered with injected errors"
+    );
     assert_eq!(st["errors"]["ServiceUnavailable"], 1);
     s.admin_json("POST", "/_osslocal/faults/clear", "");
     assert_eq!(s.put("/bkt/b", b"y").status, 200);
     // a rate strictly between 0 and 1 injects some but not all
-    s.admin_json("POST", "/_osslocal/faults", r#"{"error_rate": 0.5, "ops": ["GetObject"]}"#);
+    s.admin_json(
+        "POST",
+        "/_osslocal/faults",
+        r#"{"error_rate": 0.5, "ops": ["GetObject"]}"#,
+    );
     let fails = (0..60).filter(|_| s.get("/bkt/a").status == 503).count();
     assert!((5..55).contains(&fails), "{fails} of 60 failed at rate 0.5");
 }
@@ -74,7 +81,11 @@ fn error_fault_with_ops_filter_and_budget() {
 fn latency_fault() {
     let s = Server::anon();
     s.put("/bkt/a", b"x");
-    s.admin_json("POST", "/_osslocal/faults", r#"{"latency_ms": 300, "ops": ["GetObject"]}"#);
+    s.admin_json(
+        "POST",
+        "/_osslocal/faults",
+        r#"{"latency_ms": 300, "ops": ["GetObject"]}"#,
+    );
     let t = Instant::now();
     assert_eq!(s.get("/bkt/a").status, 200);
     assert!(t.elapsed() >= Duration::from_millis(300));
@@ -91,7 +102,11 @@ fn reset_fault_cuts_get_bodies() {
     let s = Server::anon();
     let data = pattern(1024 * 1024, 3);
     s.put("/bkt/big", &data);
-    s.admin_json("POST", "/_osslocal/faults", r#"{"reset_rate": 1.0, "reset_after_bytes": 65536, "max_faults": 1}"#);
+    s.admin_json(
+        "POST",
+        "/_osslocal/faults",
+        r#"{"reset_rate": 1.0, "reset_after_bytes": 65536, "max_faults": 1}"#,
+    );
     let r = s.get("/bkt/big");
     assert_eq!(r.status, 200);
     assert!(r.short, "body cut before Content-Length");
@@ -110,7 +125,11 @@ fn reset_fault_cuts_get_bodies() {
 #[test]
 fn sts_outage_and_time_offset_without_auth() {
     let s = Server::anon();
-    s.admin_json("POST", "/_osslocal/faults", r#"{"sts_outage": true, "time_offset_secs": -7200}"#);
+    s.admin_json(
+        "POST",
+        "/_osslocal/faults",
+        r#"{"sts_outage": true, "time_offset_secs": -7200}"#,
+    );
     let r = s.get("/?Action=AssumeRole&Format=JSON");
     assert_eq!(r.status, 503);
     assert!(r.text().contains("ServiceUnavailable"));

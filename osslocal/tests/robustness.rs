@@ -27,7 +27,11 @@ fn hostile_keys_stay_inside_the_data_dir() {
     let r = s.put("/bkt/%5Cwin", b"x");
     assert_eq!((r.status, r.code().as_deref()), (400, Some("InvalidObjectName")));
     let r = s.put("/bkt/%FF%FE", b"x");
-    assert_eq!((r.status, r.code().as_deref()), (400, Some("InvalidObjectName")), "keys are UTF-8");
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (400, Some("InvalidObjectName")),
+        "keys are UTF-8"
+    );
     let k1023 = "k".repeat(1023);
     assert_eq!(s.put(&format!("/bkt/{k1023}"), b"ok").status, 200);
     let r = s.put(&format!("/bkt/{}", "k".repeat(1024)), b"no");
@@ -37,10 +41,17 @@ fn hostile_keys_stay_inside_the_data_dir() {
     // a copy source and symlink target are keys too
     let r = s.req("PUT", "/bkt/c").header("x-oss-copy-source", "/bkt/%2Fabs").send();
     assert_eq!(r.status, 400);
-    let r = s.req("PUT", "/bkt/l?symlink").header("x-oss-symlink-target", "%2Fabs").send();
+    let r = s
+        .req("PUT", "/bkt/l?symlink")
+        .header("x-oss-symlink-target", "%2Fabs")
+        .send();
     assert_eq!(r.status, 400);
 
-    assert_eq!(s.files_outside_data_dir(), before, "nothing written outside the data dir");
+    assert_eq!(
+        s.files_outside_data_dir(),
+        before,
+        "nothing written outside the data dir"
+    );
     let listed = s.get("/bkt/?list-type=2&encoding-type=url").xml_all("Key");
     assert_eq!(listed.len(), 4);
     assert!(listed.contains(&"..%2F..%2F..%2Fescape.txt".to_string()));
@@ -71,7 +82,9 @@ fn raw_exchange(addr: &str, bytes: &[u8]) -> String {
 }
 
 fn tmp_files(s: &Server) -> usize {
-    std::fs::read_dir(s.data_dir().join(".osslocal/tmp")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(s.data_dir().join(".osslocal/tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -80,7 +93,10 @@ fn truncated_upload_leaves_no_object() {
     s.put("/bkt/keep", b"original");
     for key in ["fresh", "keep"] {
         let mut c = TcpStream::connect(&s.addr).unwrap();
-        let head = format!("PUT /bkt/{key} HTTP/1.1\r\nHost: {}\r\nContent-Length: 1000000\r\n\r\n", s.addr);
+        let head = format!(
+            "PUT /bkt/{key} HTTP/1.1\r\nHost: {}\r\nContent-Length: 1000000\r\n\r\n",
+            s.addr
+        );
         c.write_all(head.as_bytes()).unwrap();
         c.write_all(&pattern(300_000, 5)).unwrap();
         c.shutdown(Shutdown::Both).unwrap();
@@ -105,9 +121,16 @@ fn broken_requests_get_clean_answers() {
     let s = Server::anon();
     let out = raw_exchange(&s.addr, b"\x00\x01garbage\r\n\r\n");
     assert!(out.is_empty() || out.starts_with("HTTP/1.1 4"), "{out}");
-    let huge_header = format!("GET /bkt/x HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "a".repeat(2 * 1024 * 1024));
+    let huge_header = format!(
+        "GET /bkt/x HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2 * 1024 * 1024)
+    );
     let out = raw_exchange(&s.addr, huge_header.as_bytes());
-    assert!(out.is_empty() || out.starts_with("HTTP/1.1 4"), "{}", &out[..out.len().min(200)]);
+    assert!(
+        out.is_empty() || out.starts_with("HTTP/1.1 4"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
     // chunked PUT without Content-Length
     let out = raw_exchange(
         &s.addr,
@@ -134,10 +157,16 @@ fn restart_keeps_objects_and_uploads() {
     let data = pattern(200_000, 9);
     s.put("/bkt/a/one", &data);
     s.req("POST", "/bkt/log?append&position=0").body(b"abc").send();
-    s.req("PUT", "/bkt/link?symlink").header("x-oss-symlink-target", "a/one").send();
+    s.req("PUT", "/bkt/link?symlink")
+        .header("x-oss-symlink-target", "a/one")
+        .send();
     let id = s.req("POST", "/bkt/mp?uploads").send().xml("UploadId").unwrap();
     let part = pattern(1000, 1);
-    let etag = s.put(&format!("/bkt/mp?partNumber=1&uploadId={id}"), &part).h("ETag").unwrap().to_string();
+    let etag = s
+        .put(&format!("/bkt/mp?partNumber=1&uploadId={id}"), &part)
+        .h("ETag")
+        .unwrap()
+        .to_string();
     s.restart();
     let g = s.get("/bkt/a/one");
     assert_eq!(g.body, data);
@@ -147,8 +176,13 @@ fn restart_keeps_objects_and_uploads() {
     assert_eq!(r.status, 200);
     assert_eq!(s.get("/bkt/log").body, b"abcdef");
     assert_eq!(s.get("/bkt/?list-type=2").xml_all("Key"), ["a/one", "link", "log"]);
-    let body = format!("<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>");
-    let r = s.req("POST", &format!("/bkt/mp?uploadId={id}")).body(body.as_bytes()).send();
+    let body = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+    );
+    let r = s
+        .req("POST", &format!("/bkt/mp?uploadId={id}"))
+        .body(body.as_bytes())
+        .send();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(s.get("/bkt/mp").body, part);
 }
@@ -176,7 +210,11 @@ fn concurrent_writers_and_readers_never_see_a_torn_object() {
                     let g = s.get("/bkt/hot");
                     assert_eq!(g.status, 200);
                     assert!(versions.contains(&g.body), "torn read of {} bytes", g.body.len());
-                    assert_eq!(g.h("ETag").unwrap(), format!("\"{}\"", md5_hex(&g.body)), "metadata matches data");
+                    assert_eq!(
+                        g.h("ETag").unwrap(),
+                        format!("\"{}\"", md5_hex(&g.body)),
+                        "metadata matches data"
+                    );
                 }
             });
         }
@@ -184,7 +222,9 @@ fn concurrent_writers_and_readers_never_see_a_torn_object() {
     let g = s.get("/bkt/hot");
     assert!(versions.contains(&g.body));
     // only the current version's data file remains
-    let data_files = std::fs::read_dir(s.data_dir().join("buckets/bkt/data")).unwrap().count();
+    let data_files = std::fs::read_dir(s.data_dir().join("buckets/bkt/data"))
+        .unwrap()
+        .count();
     assert_eq!(data_files, 1);
 }
 
@@ -198,6 +238,9 @@ fn large_object_streams() {
     let g = s.get("/bkt/big");
     assert_eq!(g.body.len(), data.len());
     assert!(g.body == data);
-    let r = s.req("GET", "/bkt/big").header("Range", "bytes=10485760-10485769").send();
+    let r = s
+        .req("GET", "/bkt/big")
+        .header("Range", "bytes=10485760-10485769")
+        .send();
     assert_eq!(r.body, &data[10485760..10485770]);
 }
