@@ -313,6 +313,7 @@ struct Ctx<'a> {
     headers: HeaderMap,
     authz: Authz,
     host: &'a str,
+    request_id: &'a str,
 }
 
 impl Ctx<'_> {
@@ -334,7 +335,7 @@ pub async fn handle(
     target: Target,
     query: Vec<(String, String)>,
     raw_query: String,
-    _request_id: &str,
+    request_id: &str,
     host: &str,
 ) -> Result<Response<RespBody>, OssError> {
     let (parts, body) = req.into_parts();
@@ -382,6 +383,7 @@ pub async fn handle(
         headers: parts.headers,
         authz,
         host,
+        request_id,
     };
     match op {
         Op::ListBuckets => list_buckets(&ctx),
@@ -1078,7 +1080,7 @@ async fn copy_object(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
         }],
         None => vec![],
     };
-    let w = ctx.app.storage.copy_ranges(ranges).await.map_err(storage_error)?;
+    let w = ctx.app.storage.copy_ranges(ranges, true).await.map_err(storage_error)?;
     let m = new_meta(&ctx.key, &w, ObjectType::Normal, meta, w.etag());
     let saved = ctx
         .app
@@ -1166,7 +1168,7 @@ async fn upload_part(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>
             Some(file) if len > 0 => vec![FileRange { file, offset, len }],
             _ => vec![],
         };
-        let w = ctx.app.storage.copy_ranges(ranges).await.map_err(storage_error)?;
+        let w = ctx.app.storage.copy_ranges(ranges, true).await.map_err(storage_error)?;
         let part = ctx.app.storage.put_part(&up, number, w).map_err(storage_error)?;
         let mut x = XmlWriter::new("CopyPartResult");
         x.elem("LastModified", &iso(Utc::now())).elem("ETag", &part.etag());
@@ -1296,7 +1298,8 @@ async fn complete(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, O
             }
         }
     }
-    let w = match ctx.app.storage.copy_ranges(ranges).await {
+    // The multipart ETag is built from the part MD5s: no MD5 over the whole object.
+    let w = match ctx.app.storage.copy_ranges(ranges, false).await {
         Ok(w) => w,
         Err(e) => {
             ctx.app.storage.restore_upload(up);
@@ -1473,9 +1476,8 @@ async fn append(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, Oss
         Err(StorageError::Position { length, .. }) => {
             let e = storage_error(StorageError::Position { position, length });
             ctx.app.stats.error(e.code);
-            let mut r = crate::server::error_response(&e, "", ctx.host, false);
-            // RequestId is filled in by the common path for ordinary errors; this answer
-            // carries an extra header, so it is built here.
+            // This error answer carries an extra header, so it is built here.
+            let mut r = crate::server::error_response(&e, ctx.request_id, ctx.host, false);
             if let Ok(v) = HeaderValue::from_str(&length.to_string()) {
                 r.headers_mut().insert("x-oss-next-append-position", v);
             }

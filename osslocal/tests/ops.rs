@@ -601,6 +601,8 @@ fn append_rules() {
     let r = s.req("POST", "/bkt/log?append&position=3").body(b"!").send();
     assert_eq!((r.status, r.code().as_deref()), (409, Some("PositionNotEqualToLength")));
     assert_eq!(r.h("x-oss-next-append-position"), Some("11"));
+    assert_eq!(r.xml("RequestId").as_deref(), r.h("x-oss-request-id"));
+    assert_eq!(r.h("x-oss-ec"), Some("0026-00000016"));
     let g = s.get("/bkt/log");
     assert_eq!(g.body, b"hello world");
     assert_eq!(g.h("x-oss-object-type"), Some("Appendable"));
