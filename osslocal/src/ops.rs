@@ -685,6 +685,14 @@ fn symlink_target_key(raw: &str) -> String {
     String::from_utf8_lossy(&percent_decode(raw)).into_owned()
 }
 
+/// State of a GetObject body stream.
+enum Phase {
+    Streaming,
+    /// An injected reset is due after the bytes already delivered.
+    CutPending,
+    Done,
+}
+
 // ----- operations -----
 
 fn list_buckets(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
@@ -929,36 +937,33 @@ fn get_object(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
     let cut = ctx.app.faults.reset_for(ctx.op.name());
     let rx = spawn_reader(file, start, len);
     let app = ctx.app.clone();
-    let stream = futures::stream::unfold((rx, 0u64, false), move |(mut rx, sent, done)| {
+    let stream = futures::stream::unfold((rx, 0u64, Phase::Streaming), move |(mut rx, sent, phase)| {
         let app = app.clone();
         async move {
-            if done {
-                return None;
+            match phase {
+                Phase::Done => return None,
+                Phase::CutPending => {
+                    // Let hyper flush what was already handed over, then cut the connection.
+                    tokio::time::sleep(RESET_FLUSH_GRACE).await;
+                    let err = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset");
+                    return Some((Err(err), (rx, sent, Phase::Done)));
+                }
+                Phase::Streaming => {}
             }
-            let item = rx.recv().await?;
-            match item {
+            match rx.recv().await? {
                 Ok(mut chunk) => {
+                    let mut next = Phase::Streaming;
                     if let Some(cut) = cut
                         && sent + chunk.len() as u64 >= cut
                     {
-                        let keep = cut.saturating_sub(sent) as usize;
-                        if keep == 0 {
-                            // Let hyper flush what was already handed over, then cut.
-                            tokio::time::sleep(RESET_FLUSH_GRACE).await;
-                            let err = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset");
-                            return Some((Err(err), (rx, sent, true)));
-                        }
-                        chunk.truncate(keep);
-                        app.stats.bytes_out(keep as u64);
-                        // Deliver the head of the chunk; the next poll yields the reset.
-                        let next_sent = sent + keep as u64;
-                        return Some((Ok(Frame::data(chunk)), (rx, next_sent, false)));
+                        chunk.truncate(cut.saturating_sub(sent) as usize);
+                        next = Phase::CutPending;
                     }
-                    app.stats.bytes_out(chunk.len() as u64);
                     let n = chunk.len() as u64;
-                    Some((Ok(Frame::data(chunk)), (rx, sent + n, false)))
+                    app.stats.bytes_out(n);
+                    Some((Ok(Frame::data(chunk)), (rx, sent + n, next)))
                 }
-                Err(e) => Some((Err(e), (rx, sent, true))),
+                Err(e) => Some((Err(e), (rx, sent, Phase::Done))),
             }
         }
     });

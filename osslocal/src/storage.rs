@@ -186,7 +186,11 @@ struct Hashers {
 
 impl Hashers {
     fn new(with_md5: bool) -> Self {
-        Hashers { md5: with_md5.then(Md5::new), crc: CRC64.digest(), size: 0 }
+        Hashers {
+            md5: with_md5.then(Md5::new),
+            crc: CRC64.digest(),
+            size: 0,
+        }
     }
     fn update(&mut self, data: &[u8]) {
         if let Some(m) = &mut self.md5 {
@@ -702,7 +706,12 @@ impl Storage {
         .await
         .map_err(|e| StorageError::Join(e.to_string()))?;
         let (md5, crc64, size) = res?;
-        Ok(Written { temp, size, md5: md5.unwrap_or_default(), crc64 })
+        Ok(Written {
+            temp,
+            size,
+            md5: md5.unwrap_or_default(),
+            crc64,
+        })
     }
 
     pub fn commit(
