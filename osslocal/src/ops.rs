@@ -18,7 +18,7 @@ use md5::{Digest as _, Md5};
 use crate::error::OssError;
 use crate::server::{ACCOUNT_ID, App, RespBody, Target, empty, full, http_date, percent_decode, read_small_body};
 use crate::storage::{
-    Bucket, FileRange, ListEntry, ObjectMeta, ObjectType, StorageError, WriteMeta, Written, spawn_reader,
+    BodyLen, Bucket, FileRange, ListEntry, ObjectMeta, ObjectType, StorageError, WriteMeta, Written, spawn_reader,
 };
 use crate::xml::{XmlWriter, url_encode};
 use crate::{auth, policy};
@@ -197,6 +197,7 @@ fn storage_error(e: StorageError) -> OssError {
             "You did not provide the number of bytes specified by the Content-Length HTTP header.",
             "0016-00000017",
         ),
+        StorageError::Oversized { .. } => entity_too_large(),
         StorageError::TooLong { .. } => OssError::new(
             400,
             "InvalidArgument",
@@ -503,8 +504,16 @@ fn write_meta_from(headers: &HeaderMap) -> WriteMeta {
     m
 }
 
-fn content_length(ctx: &Ctx<'_>) -> Result<u64, OssError> {
+/// The body length a write must have: `Content-Length`, or up to the object limit for a
+/// chunked body (oss2 sends empty bodies chunked).
+fn content_length(ctx: &Ctx<'_>) -> Result<BodyLen, OssError> {
+    let chunked = ctx
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let Some(v) = ctx.header("content-length") else {
+        if chunked {
+            return Ok(BodyLen::AtMost(MAX_OBJECT_BYTES));
+        }
         return Err(OssError::new(
             411,
             "MissingContentLength",
@@ -518,7 +527,7 @@ fn content_length(ctx: &Ctx<'_>) -> Result<u64, OssError> {
     if len > MAX_OBJECT_BYTES {
         return Err(entity_too_large());
     }
-    Ok(len)
+    Ok(BodyLen::Exact(len))
 }
 
 fn content_md5(ctx: &Ctx<'_>) -> Result<Option<[u8; 16]>, OssError> {
@@ -868,7 +877,15 @@ fn list_objects(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
 
 fn get_object(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
     let b = ctx.bucket()?;
-    let (meta, file) = open_following(b, &ctx.key)?;
+    let (mut meta, file) = open_following(b, &ctx.key)?;
+    if let Some(link) = b.get(&ctx.key)
+        && link.object_type == ObjectType::Symlink
+    {
+        // A link reads as its target's bytes but still reports its own type.
+        let mut m = (*meta).clone();
+        m.object_type = ObjectType::Symlink;
+        meta = Arc::new(m);
+    }
     let head = ctx.op != Op::GetObject;
     if ctx.op == Op::GetObjectMeta {
         let mut r = Response::builder();
@@ -1181,6 +1198,10 @@ async fn upload_part(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>
         if let Ok(v) = HeaderValue::from_str(&part.crc64.to_string()) {
             r.headers_mut().insert("x-oss-hash-crc64ecma", v);
         }
+        // oss2 takes the part ETag from the header.
+        if let Ok(v) = HeaderValue::from_str(&part.etag()) {
+            r.headers_mut().insert(header::ETAG, v);
+        }
         return Ok(r);
     }
     let len = content_length(ctx)?;
@@ -1459,10 +1480,11 @@ async fn append(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, Oss
     let position: u64 = pv
         .parse()
         .map_err(|_| invalid_arg("Position must be a non-negative integer.", "position", pv))?;
-    let len = content_length(ctx)?;
-    if position.saturating_add(len) > MAX_OBJECT_BYTES {
-        return Err(entity_too_large());
-    }
+    let len = match content_length(ctx)? {
+        BodyLen::Exact(n) if position.saturating_add(n) > MAX_OBJECT_BYTES => return Err(entity_too_large()),
+        BodyLen::AtMost(_) => BodyLen::AtMost(MAX_OBJECT_BYTES.saturating_sub(position)),
+        exact => exact,
+    };
     let md5 = content_md5(ctx)?;
     let res = ctx
         .app

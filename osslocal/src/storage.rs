@@ -61,6 +61,8 @@ pub enum StorageError {
     Truncated { got: u64, expected: u64 },
     #[error("request body is longer than the declared {expected} bytes")]
     TooLong { expected: u64 },
+    #[error("chunked request body exceeds {limit} bytes")]
+    Oversized { limit: u64 },
     #[error("reading the request body failed: {0}")]
     Body(String),
     #[error("object already exists")]
@@ -210,6 +212,15 @@ pub fn crc64_continue(crc: u64, data: &[u8]) -> u64 {
     let mut d = CRC64.digest_with_initial((crc ^ u64::MAX).reverse_bits());
     d.update(data);
     d.finalize()
+}
+
+/// How long a request body must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyLen {
+    /// `Content-Length`: exactly this many bytes.
+    Exact(u64),
+    /// Chunked transfer encoding: anything up to this many bytes.
+    AtMost(u64),
 }
 
 /// Where a write's first bytes come from before the streamed body (appends, copies).
@@ -612,7 +623,7 @@ impl Storage {
         &self,
         prefix: Option<FileRange>,
         mut body: S,
-        expected: u64,
+        expected: BodyLen,
     ) -> Result<Written, StorageError>
     where
         S: futures::Stream<Item = Result<Bytes, String>> + Unpin,
@@ -644,9 +655,16 @@ impl Storage {
             match item {
                 Ok(chunk) => {
                     got += chunk.len() as u64;
-                    if got > expected {
-                        failure = Some(StorageError::TooLong { expected });
-                        break;
+                    match expected {
+                        BodyLen::Exact(n) if got > n => {
+                            failure = Some(StorageError::TooLong { expected: n });
+                            break;
+                        }
+                        BodyLen::AtMost(limit) if got > limit => {
+                            failure = Some(StorageError::Oversized { limit });
+                            break;
+                        }
+                        _ => {}
                     }
                     buf.extend_from_slice(&chunk);
                     if buf.len() >= IO_CHUNK_BYTES {
@@ -685,7 +703,9 @@ impl Storage {
         }
         let (md5, crc64, size) = written?;
         let md5 = md5.or(md5_separate).unwrap_or_default();
-        if got < expected {
+        if let BodyLen::Exact(expected) = expected
+            && got < expected
+        {
             return Err(StorageError::Truncated { got, expected });
         }
         Ok(Written { temp, size, md5, crc64 })
@@ -731,7 +751,7 @@ impl Storage {
         key: &str,
         position: u64,
         body: S,
-        expected: u64,
+        expected: BodyLen,
         meta: WriteMeta,
     ) -> Result<Arc<ObjectMeta>, StorageError>
     where

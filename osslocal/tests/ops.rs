@@ -546,6 +546,7 @@ fn multipart_complete_all_copy_and_abort() {
         .send();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.xml("ETag").unwrap(), format!("\"{}\"", md5_hex(&src[..204800])));
+    assert_eq!(r.h("ETag").unwrap(), format!("\"{}\"", md5_hex(&src[..204800])));
     let r = s
         .req("PUT", &format!("/bkt/copied?partNumber=2&uploadId={id}"))
         .header("x-oss-copy-source", "/bkt/source")
@@ -630,8 +631,10 @@ fn symlinks_follow() {
     assert_eq!(r.h("x-oss-symlink-target"), Some("dir%2Ftarget%20file.txt"));
     let g = s.get("/bkt/link");
     assert_eq!((g.status, g.body.as_slice()), (200, b"target data".as_slice()));
+    assert_eq!(g.h("x-oss-object-type"), Some("Symlink"));
     let h = s.req("HEAD", "/bkt/link").send();
     assert_eq!(h.h("Content-Length"), Some("11"));
+    assert_eq!(h.h("x-oss-object-type"), Some("Symlink"));
     let r = s.get("/bkt/?list-type=2&prefix=link");
     assert_eq!(r.xml("Type").as_deref(), Some("Symlink"));
     // dangling
