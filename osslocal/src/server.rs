@@ -178,6 +178,7 @@ pub async fn serve(
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
+                .half_close(true)
                 .max_buf_size(1024 * 1024)
                 .serve_connection(TokioIo::new(stream), svc);
             if let Err(e) = conn.await {
