@@ -434,21 +434,27 @@ impl Caller {
 
 /// RPC v1.0 StringToSign over all parameters except `Signature` (PROTOCOL.md §7.3).
 pub fn rpc_string_to_sign(method: &str, params: &[(String, String)]) -> String {
+    rpc_string_to_sign_with(method, params, percent_encode_rfc3986)
+}
+
+/// The StringToSign of alibabacloud-credentials for Python (PROTOCOL.md §9.2), which encodes
+/// parameters with `quote_plus`: a space becomes `+` (then `%2B`) instead of `%20` (`%2520`).
+fn rpc_string_to_sign_quote_plus(method: &str, params: &[(String, String)]) -> String {
+    rpc_string_to_sign_with(method, params, |s| percent_encode_rfc3986(s).replace("%20", "+"))
+}
+
+fn rpc_string_to_sign_with(method: &str, params: &[(String, String)], encode: impl Fn(&str) -> String) -> String {
     let mut pairs: Vec<(String, String)> = params
         .iter()
         .filter(|(k, _)| k != "Signature")
-        .map(|(k, v)| (percent_encode_rfc3986(k), percent_encode_rfc3986(v)))
+        .map(|(k, v)| (encode(k), encode(v)))
         .collect();
     pairs.sort();
-    let canonical = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
+    let canonical: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!(
         "{}&%2F&{}",
         method.to_ascii_uppercase(),
-        percent_encode_rfc3986(&canonical)
+        percent_encode_rfc3986(&canonical.join("&"))
     )
 }
 
@@ -489,7 +495,8 @@ fn authenticate_rpc(
     now: DateTime<Utc>,
 ) -> Result<Caller, StsError> {
     let access_key_id = required(params, "AccessKeyId")?;
-    let provided = required(params, "Signature")?;
+    // Base64 has no spaces: a space is an unencoded `+` that the query decoding turned into one.
+    let provided = required(params, "Signature")?.replace(' ', "+");
     if required(params, "SignatureMethod")? != "HMAC-SHA1" {
         return Err(api(
             400,
@@ -559,7 +566,10 @@ fn authenticate_rpc(
     };
 
     let string_to_sign = rpc_string_to_sign(method, params);
-    if !constant_time_eq(rpc_signature(&secret, &string_to_sign).as_bytes(), provided.as_bytes()) {
+    let matches = |sts: &str| constant_time_eq(rpc_signature(&secret, sts).as_bytes(), provided.as_bytes());
+    // The quote_plus variant differs only when a parameter contains a space.
+    let quirk = || params.iter().any(|(k, v)| k.contains(' ') || v.contains(' '));
+    if !matches(&string_to_sign) && !(quirk() && matches(&rpc_string_to_sign_quote_plus(method, params))) {
         // Echo what we signed, with the caller's security token redacted.
         let echoed = match token {
             None => string_to_sign,

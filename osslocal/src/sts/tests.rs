@@ -185,6 +185,35 @@ fn vector_cases_sign_exactly_and_verify() {
 }
 
 #[test]
+fn python_credentials_quote_plus_variant_is_accepted() {
+    let root: Value = serde_json::from_str(STS_JSON).unwrap();
+    let case = &root["cases"][1];
+    let quirk = &case["cross_check"]["alibabacloud-credentials parameter_helper.compose_string_to_sign"];
+    let params = json_params(&case["inputs"]["params"]);
+    assert_eq!(
+        rpc_string_to_sign_quote_plus("GET", &params),
+        quirk["string_to_sign"].as_str().unwrap()
+    );
+    let mut signed = params.clone();
+    signed.push(("Signature".into(), quirk["signature"].as_str().unwrap().into()));
+    assert_ok(&handle("GET", &signed, &state(), now()));
+    // An unencoded `+` in the Signature arrives as a space.
+    assert!(quirk["signature"].as_str().unwrap().contains('+'));
+    let mut spaced = params.clone();
+    spaced.push((
+        "Signature".into(),
+        quirk["signature"].as_str().unwrap().replace('+', " "),
+    ));
+    assert_ok(&handle("GET", &spaced, &state(), now()));
+    // Without a space in any parameter the variant is identical and nothing else is accepted.
+    let plain = json_params(&root["cases"][0]["inputs"]["params"]);
+    assert_eq!(
+        rpc_string_to_sign_quote_plus("GET", &plain),
+        rpc_string_to_sign("GET", &plain)
+    );
+}
+
+#[test]
 fn sdk_core_full_request_and_node_union_verify() {
     let root: Value = serde_json::from_str(STS_JSON).unwrap();
     let full = &root["full_requests"][0];
