@@ -569,7 +569,8 @@ fn authenticate_rpc(
     let matches = |sts: &str| constant_time_eq(rpc_signature(&secret, sts).as_bytes(), provided.as_bytes());
     // The quote_plus variant differs only when a parameter contains a space.
     let quirk = || params.iter().any(|(k, v)| k.contains(' ') || v.contains(' '));
-    if !matches(&string_to_sign) && !(quirk() && matches(&rpc_string_to_sign_quote_plus(method, params))) {
+    let verified = matches(&string_to_sign) || (quirk() && matches(&rpc_string_to_sign_quote_plus(method, params)));
+    if !verified {
         // Echo what we signed, with the caller's security token redacted.
         let echoed = match token {
             None => string_to_sign,
