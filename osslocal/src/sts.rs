@@ -754,10 +754,19 @@ fn issue_session(
     session_policy: Option<Policy>,
     source: String,
     now: DateTime<Utc>,
-) -> Map<String, Value> {
+) -> Result<Map<String, Value>, StsError> {
     // Whole seconds, so the Expiration the client parses is exactly the token's expiry.
-    let expiration = Utc.timestamp_opt(now.timestamp(), 0).single().unwrap_or(now)
-        + Duration::seconds(i64::try_from(duration).unwrap_or(i64::MAX / 1000));
+    let expiration = i64::try_from(duration)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .and_then(|d| Utc.timestamp_opt(now.timestamp(), 0).single()?.checked_add_signed(d))
+        .ok_or_else(|| {
+            api(
+                400,
+                "InvalidParameter.DurationSeconds",
+                "DurationSeconds is out of range.",
+            )
+        })?;
     let claims = SessionClaims {
         access_key_id: format!("STS.{}", random_alnum(STS_ACCESS_KEY_RANDOM_CHARS)),
         access_key_secret: random_alnum(STS_SECRET_CHARS),
@@ -786,7 +795,7 @@ fn issue_session(
             "Expiration": format_expiration(claims.expiration),
         }),
     );
-    body
+    Ok(body)
 }
 
 fn assume_role(
@@ -808,7 +817,7 @@ fn assume_role(
         policy,
         caller.access_key_id().to_string(),
         now,
-    );
+    )?;
     if let Some(source_identity) = param(params, "SourceIdentity").filter(|s| !s.is_empty()) {
         body.insert("SourceIdentity".into(), Value::String(source_identity.to_string()));
     }
@@ -957,7 +966,7 @@ fn assume_role_with_oidc(
     let name = session_name(params)?;
     let duration = duration_secs(params, state, role)?;
     let policy = session_policy(params)?;
-    let mut body = issue_session(state, role, name, duration, policy, oidc.subject.clone(), now);
+    let mut body = issue_session(state, role, name, duration, policy, oidc.subject.clone(), now)?;
     body.insert(
         "OIDCTokenInfo".into(),
         json!({

@@ -521,6 +521,22 @@ fn assume_role_parameter_errors() {
         400,
         "InvalidParameter.DurationSeconds",
     );
+    // An absurd configured maximum does not overflow the clock.
+    if let Some(role) = st.roles.get_mut(ROLE_ARN) {
+        role.max_session_duration = u64::MAX;
+    }
+    for secs in [
+        u64::MAX.to_string(),
+        (i64::MAX / 1000).to_string(),
+        "9223372036854775".to_string(),
+    ] {
+        let huge = assume_params(&[("RoleSessionName", "ok"), ("DurationSeconds", &secs)]);
+        assert_error(
+            &handle("GET", &huge, &st, now()),
+            400,
+            "InvalidParameter.DurationSeconds",
+        );
+    }
 }
 
 #[test]
