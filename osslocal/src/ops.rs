@@ -1299,10 +1299,6 @@ async fn complete(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, O
         .with("ProposedSize", p.size.to_string())
         .with("MinSizeAllowed", MIN_PART_BYTES.to_string()));
     }
-    let total: u64 = parts.iter().map(|p| p.size).sum();
-    if total > MAX_OBJECT_BYTES * 10 {
-        return Err(entity_too_large());
-    }
     let forbid = ctx.forbid_overwrite();
     if forbid && b.get(&ctx.key).is_some() {
         return Err(file_exists());

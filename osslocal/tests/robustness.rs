@@ -257,3 +257,42 @@ fn large_object_streams() {
         .send();
     assert_eq!(r.body, &data[10485760..10485770]);
 }
+
+#[test]
+fn ready_file_and_clean_sigterm_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let mut s = Server::start(&[
+        "--anonymous",
+        "--bucket",
+        "bkt",
+        "--ready-file",
+        ready.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&ready).unwrap().trim(), s.addr);
+    assert_eq!(s.put("/bkt/x", b"1").status, 200);
+    let status = s.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(TcpStream::connect(&s.addr).is_err(), "no longer listening");
+}
+
+#[test]
+fn bad_command_lines_fail_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--bucket", "Bad_Name"],
+        vec!["--access-key", "no-colon"],
+        vec!["--role", "not-an-arn"],
+        vec!["--role", "acs:ram::1234567890123456:role/r=@/nonexistent/policy.json"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_osslocal"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(out.stdout.is_empty(), "no address printed for {args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("osslocal:"), "{args:?}");
+    }
+}
