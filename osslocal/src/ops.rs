@@ -403,10 +403,11 @@ pub async fn handle(
         Op::PutObject => put_object(&ctx, body).await,
         Op::CopyObject => copy_object(&ctx).await,
         Op::DeleteObject => {
-            ctx.bucket()?.delete(&ctx.key).map_err(storage_error)?;
+            let (b, key) = (ctx.bucket()?.clone(), ctx.key.clone());
+            blocking(move || b.delete(&key)).await?;
             status_only(StatusCode::NO_CONTENT)
         }
-        Op::InitiateMultipartUpload => initiate(&ctx),
+        Op::InitiateMultipartUpload => initiate(&ctx).await,
         Op::UploadPart | Op::UploadPartCopy => upload_part(&ctx, body).await,
         Op::CompleteMultipartUpload => complete(&ctx, body).await,
         Op::AbortMultipartUpload => {
@@ -419,12 +420,27 @@ pub async fn handle(
         }
         Op::ListParts => list_parts(&ctx),
         Op::AppendObject => append(&ctx, body).await,
-        Op::PutSymlink => put_symlink(&ctx),
+        Op::PutSymlink => put_symlink(&ctx).await,
         Op::GetSymlink => get_symlink(&ctx),
     }
 }
 
 // ----- helpers -----
+
+/// Run synchronous storage work (fsync, rename, unlink) off the async worker threads.
+async fn blocking<T, F>(f: F) -> Result<T, OssError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StorageError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(storage_error),
+        Err(e) => {
+            tracing::error!(error = %e, "storage task failed");
+            Err(OssError::internal_error())
+        }
+    }
+}
 
 fn status_only(status: StatusCode) -> Result<Response<RespBody>, OssError> {
     Response::builder()
@@ -1013,11 +1029,8 @@ async fn put_object(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>,
         w.etag(),
     );
     let md5_b64 = base64::engine::general_purpose::STANDARD.encode(w.md5);
-    let saved = ctx
-        .app
-        .storage
-        .commit(b, meta, Some(w.temp), forbid)
-        .map_err(storage_error)?;
+    let (app, b) = (ctx.app.clone(), b.clone());
+    let saved = blocking(move || app.storage.commit(&b, meta, Some(w.temp), forbid)).await?;
     let mut r = Response::builder();
     r = set(r, "ETag", &saved.etag);
     r = set(r, "Content-MD5", &md5_b64);
@@ -1104,11 +1117,8 @@ async fn copy_object(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
     };
     let w = ctx.app.storage.copy_ranges(ranges, true).await.map_err(storage_error)?;
     let m = new_meta(&ctx.key, &w, ObjectType::Normal, meta, w.etag());
-    let saved = ctx
-        .app
-        .storage
-        .commit(b, m, Some(w.temp), forbid)
-        .map_err(storage_error)?;
+    let (app, b) = (ctx.app.clone(), b.clone());
+    let saved = blocking(move || app.storage.commit(&b, m, Some(w.temp), forbid)).await?;
     let mut x = XmlWriter::new("CopyObjectResult");
     x.elem("ETag", &saved.etag)
         .elem("LastModified", &iso(saved.last_modified()));
@@ -1122,16 +1132,18 @@ async fn copy_object(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
     Ok(r)
 }
 
-fn initiate(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
+async fn initiate(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
     let b = ctx.bucket()?;
     if ctx.forbid_overwrite() && b.get(&ctx.key).is_some() {
         return Err(file_exists());
     }
-    let up = ctx
-        .app
-        .storage
-        .initiate(&b.name, &ctx.key, write_meta_from(&ctx.headers))
-        .map_err(storage_error)?;
+    let (app, bucket, key, meta) = (
+        ctx.app.clone(),
+        b.name.clone(),
+        ctx.key.clone(),
+        write_meta_from(&ctx.headers),
+    );
+    let up = blocking(move || app.storage.initiate(&bucket, &key, meta)).await?;
     let url = ctx.q.url();
     let mut w = XmlWriter::new("InitiateMultipartUploadResult");
     w.elem("Bucket", &b.name)
@@ -1191,7 +1203,8 @@ async fn upload_part(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>
             _ => vec![],
         };
         let w = ctx.app.storage.copy_ranges(ranges, true).await.map_err(storage_error)?;
-        let part = ctx.app.storage.put_part(&up, number, w).map_err(storage_error)?;
+        let app = ctx.app.clone();
+        let part = blocking(move || app.storage.put_part(&up, number, w)).await?;
         let mut x = XmlWriter::new("CopyPartResult");
         x.elem("LastModified", &iso(Utc::now())).elem("ETag", &part.etag());
         let mut r = xml_response(ctx, x.finish());
@@ -1220,7 +1233,8 @@ async fn upload_part(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>
     if ctx.app.storage.upload(&b.name, &ctx.key, id).is_none() {
         return Err(no_such_upload(id));
     }
-    let part = ctx.app.storage.put_part(&up, number, w).map_err(storage_error)?;
+    let app = ctx.app.clone();
+    let part = blocking(move || app.storage.put_part(&up, number, w)).await?;
     let mut r = Response::builder();
     r = set(r, "ETag", &part.etag());
     r = set(r, "Content-MD5", &md5_b64);
@@ -1336,14 +1350,20 @@ async fn complete(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, O
     }
     let etag = format!("\"{}-{}\"", hex::encode_upper(h.finalize()), parts.len());
     let m = new_meta(&ctx.key, &w, ObjectType::Multipart, up.info.meta.clone(), etag);
-    let saved = match ctx.app.storage.commit(b, m, Some(w.temp), forbid) {
+    let (app, b2) = (ctx.app.clone(), b.clone());
+    let saved = match blocking(move || app.storage.commit(&b2, m, Some(w.temp), forbid)).await {
         Ok(s) => s,
         Err(e) => {
             ctx.app.storage.restore_upload(up);
-            return Err(storage_error(e));
+            return Err(e);
         }
     };
-    ctx.app.storage.discard_upload_files(&up);
+    let app = ctx.app.clone();
+    blocking(move || {
+        app.storage.discard_upload_files(&up);
+        Ok(())
+    })
+    .await?;
     let url = ctx.q.url();
     let mut x = XmlWriter::new("CompleteMultipartUploadResult");
     if url {
@@ -1518,7 +1538,7 @@ async fn append(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, Oss
         .map_err(|_| OssError::internal_error())
 }
 
-fn put_symlink(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
+async fn put_symlink(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
     let b = ctx.bucket()?;
     let raw = ctx
         .headers
@@ -1538,11 +1558,8 @@ fn put_symlink(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
         symlink_target: Some(raw),
         data_file: None,
     };
-    let saved = ctx
-        .app
-        .storage
-        .commit(b, meta, None, ctx.forbid_overwrite())
-        .map_err(storage_error)?;
+    let (app, b, forbid) = (ctx.app.clone(), b.clone(), ctx.forbid_overwrite());
+    let saved = blocking(move || app.storage.commit(&b, meta, None, forbid)).await?;
     let mut r = Response::builder();
     r = set(r, "ETag", &saved.etag);
     r.header(header::CONTENT_LENGTH, 0)
@@ -1610,9 +1627,10 @@ async fn delete_multiple(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespB
     if url {
         w.elem("EncodingType", "url");
     }
-    for k in &keys {
-        b.delete(k).map_err(storage_error)?;
-        if !req.quiet {
+    let (b, to_delete) = (b.clone(), keys.clone());
+    blocking(move || to_delete.iter().try_for_each(|k| b.delete(k).map(|_| ()))).await?;
+    if !req.quiet {
+        for k in &keys {
             w.open("Deleted").elem_enc("Key", k, url).close();
         }
     }

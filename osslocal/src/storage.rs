@@ -747,7 +747,7 @@ impl Storage {
     /// AppendObject: `position` must equal the current length (0 creates the object).
     pub async fn append<S>(
         &self,
-        bucket: &Bucket,
+        bucket: &Arc<Bucket>,
         key: &str,
         position: u64,
         body: S,
@@ -803,15 +803,18 @@ impl Storage {
             data_file: None,
         };
         // A PutObject/Delete that raced with this append wins: refuse to publish over it.
-        bucket
-            .commit(&self.tmp_dir, meta, Some(w.temp), false, Some(&expect))
-            .map_err(|e| match e {
-                StorageError::Position { length, .. } => match bucket.get(key) {
-                    Some(m) if m.object_type != ObjectType::Appendable => StorageError::NotAppendable,
-                    _ => StorageError::Position { position, length },
-                },
-                other => other,
-            })
+        let (b, tmp_dir) = (bucket.clone(), self.tmp_dir.clone());
+        let committed =
+            tokio::task::spawn_blocking(move || b.commit(&tmp_dir, meta, Some(w.temp), false, Some(&expect)))
+                .await
+                .map_err(|e| StorageError::Join(e.to_string()))?;
+        committed.map_err(|e| match e {
+            StorageError::Position { length, .. } => match bucket.get(key) {
+                Some(m) if m.object_type != ObjectType::Appendable => StorageError::NotAppendable,
+                _ => StorageError::Position { position, length },
+            },
+            other => other,
+        })
     }
 
     // ----- multipart -----
