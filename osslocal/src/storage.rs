@@ -278,6 +278,8 @@ pub struct Bucket {
     pub name: String,
     pub created: DateTime<Utc>,
     dir: PathBuf,
+    /// fsync data and sidecars before publishing them.
+    durable: bool,
     index: Mutex<BTreeMap<Vec<u8>, Arc<ObjectMeta>>>,
 }
 
@@ -314,7 +316,22 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-fn write_json_atomic<T: Serialize>(dir: &Path, tmp_dir: &Path, name: &str, value: &T) -> Result<(), StorageError> {
+/// `File::sync_all` unless durability is switched off (`--no-fsync`).
+fn sync(f: &File, durable: bool, what: &str) -> Result<(), StorageError> {
+    if durable {
+        f.sync_all().map_err(io_err(format!("syncing {what}")))
+    } else {
+        Ok(())
+    }
+}
+
+fn write_json_atomic<T: Serialize>(
+    dir: &Path,
+    tmp_dir: &Path,
+    name: &str,
+    value: &T,
+    durable: bool,
+) -> Result<(), StorageError> {
     let tmp = tmp_dir.join(uuid::Uuid::new_v4().simple().to_string());
     let data = serde_json::to_vec(value).map_err(|source| StorageError::Json {
         context: format!("encoding {name}"),
@@ -325,7 +342,7 @@ fn write_json_atomic<T: Serialize>(dir: &Path, tmp_dir: &Path, name: &str, value
     };
     let mut f = File::create(&tmp).map_err(io_err("creating a sidecar temp file"))?;
     f.write_all(&data).map_err(io_err("writing a sidecar"))?;
-    f.sync_all().map_err(io_err("syncing a sidecar"))?;
+    sync(&f, durable, "a sidecar")?;
     guard.persist(&dir.join(name)).map_err(io_err("renaming a sidecar"))
 }
 
@@ -401,7 +418,7 @@ impl Bucket {
             })?;
             let mut f = File::create(&tmp_meta).map_err(io_err("creating a sidecar"))?;
             f.write_all(&bytes).map_err(io_err("writing a sidecar"))?;
-            f.sync_all().map_err(io_err("syncing a sidecar"))
+            sync(&f, self.durable, "a sidecar")
         })();
         if let Err(e) = res {
             cleanup(&new_data_path);
@@ -561,11 +578,14 @@ pub struct Storage {
     uploads: Mutex<HashMap<String, Arc<Upload>>>,
     /// Serialises appends (an append reads the current version and publishes the next).
     append_lock: tokio::sync::Mutex<()>,
+    durable: bool,
 }
 
 impl Storage {
     /// Open (creating as needed) the data dir and rebuild the indexes from the sidecars.
-    pub fn open(root: &Path, bucket_names: &[String]) -> Result<Storage, StorageError> {
+    /// `durable: false` skips every fsync (`--no-fsync`): objects still survive a process
+    /// restart, not a machine crash.
+    pub fn open(root: &Path, bucket_names: &[String], durable: bool) -> Result<Storage, StorageError> {
         let state = root.join(".osslocal");
         let tmp_dir = state.join("tmp");
         let uploads_dir = state.join("uploads");
@@ -588,12 +608,14 @@ impl Storage {
                 name: name.clone(),
                 created,
                 dir,
+                durable,
                 index: Mutex::new(BTreeMap::new()),
             };
             bucket.rebuild()?;
             buckets.insert(name.clone(), Arc::new(bucket));
         }
         let storage = Storage {
+            durable,
             tmp_dir,
             uploads_dir,
             buckets,
@@ -647,7 +669,8 @@ impl Storage {
             (None, None)
         };
         let md5_in_writer = md5_tx.is_none();
-        let writer = tokio::task::spawn_blocking(move || write_loop(file, prefix, rx, md5_in_writer));
+        let durable = self.durable;
+        let writer = tokio::task::spawn_blocking(move || write_loop(file, prefix, rx, md5_in_writer, durable));
         let mut got: u64 = 0;
         let mut buf = BytesMut::with_capacity(IO_CHUNK_BYTES);
         let mut failure = None;
@@ -715,12 +738,13 @@ impl Storage {
     /// CompleteMultipartUpload). `with_md5: false` leaves `Written::md5` zero.
     pub async fn copy_ranges(&self, ranges: Vec<FileRange>, with_md5: bool) -> Result<Written, StorageError> {
         let (temp, mut file) = self.new_temp()?;
+        let durable = self.durable;
         let res = tokio::task::spawn_blocking(move || {
             let mut h = Hashers::new(with_md5);
             for mut r in ranges {
                 copy_range(&mut file, &mut r, &mut h)?;
             }
-            file.sync_all().map_err(io_err("syncing a temp file"))?;
+            sync(&file, durable, "a temp file")?;
             Ok::<_, StorageError>(h.finish())
         })
         .await
@@ -830,7 +854,7 @@ impl Storage {
             initiated_ms: now_ms(),
             meta,
         };
-        write_json_atomic(&dir, &self.tmp_dir, "upload.json", &info)?;
+        write_json_atomic(&dir, &self.tmp_dir, "upload.json", &info, self.durable)?;
         let up = Arc::new(Upload {
             info,
             dir,
@@ -871,7 +895,13 @@ impl Storage {
             last_modified_ms: now_ms(),
             file,
         };
-        write_json_atomic(&up.dir, &self.tmp_dir, &format!("part-{number}.json"), &info)?;
+        write_json_atomic(
+            &up.dir,
+            &self.tmp_dir,
+            &format!("part-{number}.json"),
+            &info,
+            self.durable,
+        )?;
         let old = lock(&up.parts).insert(number, info.clone());
         if let Some(old) = old {
             let _ = std::fs::remove_file(up.dir.join(old.file));
@@ -1008,6 +1038,7 @@ fn write_loop(
     prefix: Option<FileRange>,
     mut rx: mpsc::Receiver<Bytes>,
     with_md5: bool,
+    durable: bool,
 ) -> Result<(Option<[u8; 16]>, u64, u64), StorageError> {
     let mut h = Hashers::new(with_md5);
     if let Some(mut p) = prefix {
@@ -1017,7 +1048,7 @@ fn write_loop(
         h.update(&chunk);
         file.write_all(&chunk).map_err(io_err("writing a temp file"))?;
     }
-    file.sync_all().map_err(io_err("syncing a temp file"))?;
+    sync(&file, durable, "a temp file")?;
     Ok(h.finish())
 }
 
@@ -1097,7 +1128,7 @@ mod tests {
     #[test]
     fn listing_with_delimiter_skips_whole_prefixes_and_resumes() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Storage::open(dir.path(), &["b".to_string()]).unwrap();
+        let s = Storage::open(dir.path(), &["b".to_string()], true).unwrap();
         let b = s.bucket("b").unwrap();
         for k in ["a/1", "a/2", "a/sub/x", "a/sub/y", "a/z", "b"] {
             s.commit(&b, meta(k), None, false).unwrap();
@@ -1126,7 +1157,7 @@ mod tests {
         assert!(!b.delete("b").unwrap());
         // restart keeps the index
         drop(s);
-        let s = Storage::open(dir.path(), &["b".to_string()]).unwrap();
+        let s = Storage::open(dir.path(), &["b".to_string()], true).unwrap();
         assert_eq!(s.bucket("b").unwrap().len(), 5);
     }
 }
