@@ -69,6 +69,8 @@ pub enum StorageError {
     Exists,
     #[error("append position {position} does not match length {length}")]
     Position { position: u64, length: u64 },
+    #[error("Content-MD5 does not match the body")]
+    BadDigest,
     #[error("object is not appendable")]
     NotAppendable,
     #[error("writer thread failed: {0}")]
@@ -221,6 +223,15 @@ pub enum BodyLen {
     Exact(u64),
     /// Chunked transfer encoding: anything up to this many bytes.
     AtMost(u64),
+}
+
+/// The parameters of one AppendObject besides its body.
+pub struct AppendRequest {
+    pub position: u64,
+    pub expected: BodyLen,
+    /// Metadata of the request; used only when the append creates the object.
+    pub meta: WriteMeta,
+    pub content_md5: Option<[u8; 16]>,
 }
 
 /// Where a write's first bytes come from before the streamed body (appends, copies).
@@ -768,19 +779,23 @@ impl Storage {
         bucket.commit(&self.tmp_dir, meta, data, forbid_overwrite, None)
     }
 
-    /// AppendObject: `position` must equal the current length (0 creates the object).
+    /// AppendObject: `req.position` must equal the current length (0 creates the object).
     pub async fn append<S>(
         &self,
         bucket: &Arc<Bucket>,
         key: &str,
-        position: u64,
+        req: AppendRequest,
         body: S,
-        expected: BodyLen,
-        meta: WriteMeta,
     ) -> Result<Arc<ObjectMeta>, StorageError>
     where
         S: futures::Stream<Item = Result<Bytes, String>> + Unpin,
     {
+        let AppendRequest {
+            position,
+            expected,
+            meta,
+            content_md5,
+        } = req;
         let _serial = self.append_lock.lock().await;
         let cur = bucket.get(key);
         let (prefix, write_meta, expect) = match &cur {
@@ -814,7 +829,13 @@ impl Storage {
                 (prefix, m.meta.clone(), Some(m.etag.clone()))
             }
         };
+        let creating = prefix.is_none();
         let w = self.ingest(prefix, body, expected).await?;
+        // Content-MD5 covers the appended bytes; their MD5 is known when they are the whole
+        // object. Later appends are verified by the client through the chained CRC.
+        if creating && content_md5.is_some_and(|m| m != w.md5) {
+            return Err(StorageError::BadDigest);
+        }
         let meta = ObjectMeta {
             key: key.to_string(),
             size: w.size,
