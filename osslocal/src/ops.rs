@@ -1321,14 +1321,10 @@ async fn complete(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, O
     }
     // Claim the upload so a concurrent Abort/Complete sees it gone.
     let up = ctx.app.storage.take_upload(&id).ok_or_else(|| no_such_upload(&id))?;
-    let mut ranges = Vec::with_capacity(parts.len());
+    let mut files = Vec::with_capacity(parts.len());
     for p in &parts {
         match std::fs::File::open(up.part_path(p)) {
-            Ok(file) => ranges.push(FileRange {
-                file,
-                offset: 0,
-                len: p.size,
-            }),
+            Ok(file) => files.push((file, p.size, p.crc64)),
             Err(e) => {
                 ctx.app.storage.restore_upload(up);
                 tracing::error!(error = %e, "opening a part");
@@ -1336,8 +1332,9 @@ async fn complete(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, O
             }
         }
     }
-    // The multipart ETag is built from the part MD5s: no MD5 over the whole object.
-    let w = match ctx.app.storage.copy_ranges(ranges, false).await {
+    // The multipart ETag is built from the part MD5s and the CRC from the part CRCs: the
+    // concatenation never passes through user space.
+    let w = match ctx.app.storage.concat(files).await {
         Ok(w) => w,
         Err(e) => {
             ctx.app.storage.restore_upload(up);
