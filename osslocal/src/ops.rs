@@ -34,7 +34,7 @@ pub const DEFAULT_LIST_KEYS: usize = 100;
 pub const MAX_PART_NUMBER: u32 = 10000;
 pub const MAX_DELETE_KEYS: usize = 1000;
 /// Pause before an injected connection reset so the bytes before the cut reach the client.
-const RESET_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
+const RESET_FLUSH_GRACE_MS: u64 = 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -983,7 +983,7 @@ fn get_object(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
                 Phase::Done => return None,
                 Phase::CutPending => {
                     // Let hyper flush what was already handed over, then cut the connection.
-                    tokio::time::sleep(RESET_FLUSH_GRACE).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(RESET_FLUSH_GRACE_MS)).await;
                     let err = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset");
                     return Some((Err(err), (rx, sent, Phase::Done)));
                 }
