@@ -1454,29 +1454,46 @@ fn list_uploads(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
                 || (u.info.key == key_marker && !id_marker.is_empty() && u.info.id.as_str() > id_marker)
         })
         .collect();
-    let truncated = all.len() > max;
-    let page = &all[..all.len().min(max)];
+    // With a delimiter, keys that continue past it roll up into one CommonPrefixes entry.
+    let delimiter = ctx.q.get("delimiter").unwrap_or("");
+    let mut uploads = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut truncated = false;
+    let mut last: Option<(String, String)> = None;
+    for u in &all {
+        let rest = &u.info.key[prefix.len()..];
+        let cp = (!delimiter.is_empty())
+            .then(|| rest.find(delimiter))
+            .flatten()
+            .map(|pos| u.info.key[..prefix.len() + pos + delimiter.len()].to_string());
+        if cp.is_some() && prefixes.last() == cp.as_ref() {
+            continue;
+        }
+        if uploads.len() + prefixes.len() >= max {
+            truncated = true;
+            break;
+        }
+        last = Some((u.info.key.clone(), u.info.id.clone()));
+        match cp {
+            Some(cp) => prefixes.push(cp),
+            None => uploads.push(u.clone()),
+        }
+    }
+    let (next_key, next_id) = last.unwrap_or_default();
     let mut w = XmlWriter::new("ListMultipartUploadsResult");
     w.elem("Bucket", &b.name)
         .elem_enc("KeyMarker", key_marker, url)
         .elem("UploadIdMarker", id_marker)
-        .elem_enc(
-            "NextKeyMarker",
-            page.last().map(|u| u.info.key.as_str()).unwrap_or(""),
-            url,
-        )
-        .elem(
-            "NextUploadIdMarker",
-            page.last().map(|u| u.info.id.as_str()).unwrap_or(""),
-        )
-        .elem_enc("Delimiter", ctx.q.get("delimiter").unwrap_or(""), url)
+        .elem_enc("NextKeyMarker", &next_key, url)
+        .elem("NextUploadIdMarker", &next_id)
+        .elem_enc("Delimiter", delimiter, url)
         .elem_enc("Prefix", prefix, url)
         .elem("MaxUploads", &max.to_string())
         .elem("IsTruncated", if truncated { "true" } else { "false" });
     if url {
         w.elem("EncodingType", "url");
     }
-    for u in page {
+    for u in &uploads {
         let t = chrono::TimeZone::timestamp_millis_opt(&Utc, u.info.initiated_ms)
             .single()
             .unwrap_or_else(Utc::now);
@@ -1485,6 +1502,9 @@ fn list_uploads(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
             .elem("UploadId", &u.info.id)
             .elem("Initiated", &iso(t))
             .close();
+    }
+    for p in &prefixes {
+        w.open("CommonPrefixes").elem_enc("Prefix", p, url).close();
     }
     Ok(xml_response(ctx, w.finish()))
 }
