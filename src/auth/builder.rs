@@ -88,6 +88,15 @@ impl StaticSource {
     }
 }
 
+impl std::fmt::Debug for StaticSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticSource")
+            .field("name", &self.name)
+            .field("creds", &self.creds)
+            .finish()
+    }
+}
+
 #[async_trait]
 impl CredentialSource for StaticSource {
     async fn fetch(&self) -> Result<Credentials, AuthError> {
@@ -101,6 +110,14 @@ impl CredentialSource for StaticSource {
 /// What `build_credentials` returns: the provider for the client and the handle to refresh it.
 pub struct BuiltCredentials {
     cache: Arc<CachingProvider<Box<dyn CredentialSource>>>,
+}
+
+impl std::fmt::Debug for BuiltCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltCredentials")
+            .field("source", &self.describe())
+            .finish()
+    }
 }
 
 impl BuiltCredentials {
@@ -438,5 +455,33 @@ impl Ctx<'_> {
         }
 
         DefaultChain::new(entries, skipped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn debug_output_never_shows_secrets() {
+        let env = Env::from_pairs([
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIdebug"),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "debug-secret-value"),
+            ("ALIBABA_CLOUD_SECURITY_TOKEN", "debug-token-value"),
+            ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "1"),
+        ]);
+        let b = build_credentials_with_env(&CredentialsConfig::default(), &env).unwrap();
+        let c = b.provider().credentials().await.unwrap();
+        assert_eq!(c.access_key_secret, "debug-secret-value");
+        let text = format!("{b:?} {:?} {:?} {c:?}", b.cache, env);
+        assert!(
+            !text.contains("debug-secret-value") && !text.contains("debug-token-value"),
+            "{text}"
+        );
+        let p = ProcessSource::new("fetch-creds --password hunter2").unwrap();
+        assert!(!format!("{p:?}").contains("hunter2"));
+        let u = UriSource::new("http://user:pw@127.0.0.1:1/creds?token=abc").unwrap();
+        let shown = format!("{u:?} {}", u.describe());
+        assert!(!shown.contains("abc") && !shown.contains("pw"), "{shown}");
     }
 }

@@ -232,6 +232,15 @@ impl<S: CredentialSource> CachingProvider<S> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         match result {
             Ok(creds) => {
+                if let Some(exp) = creds.expiration {
+                    if exp <= Utc::now() {
+                        warn!(
+                            source = %self.source.describe(),
+                            expiration = %exp.to_rfc3339(),
+                            "fresh credentials are already expired by the local clock; is the system clock right?"
+                        );
+                    }
+                }
                 let entry = CacheEntry::new(creds, Instant::now());
                 let out = entry.creds.clone();
                 *self.state.write().await = Some(entry);
@@ -338,6 +347,16 @@ impl<S: CredentialSource> CachingProvider<S> {
 /// Same access key and token: the same credentials as far as OSS is concerned.
 fn same_identity(a: &Credentials, b: &Credentials) -> bool {
     a.access_key_id == b.access_key_id && a.security_token == b.security_token
+}
+
+impl<S: CredentialSource> std::fmt::Debug for CachingProvider<S> {
+    // Names the source only: never the cached credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachingProvider")
+            .field("source", &self.source.describe())
+            .field("fetch_attempts", &self.fetch_attempts())
+            .finish_non_exhaustive()
+    }
 }
 
 #[async_trait]

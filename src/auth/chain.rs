@@ -53,6 +53,16 @@ impl DefaultChain {
     }
 }
 
+impl std::fmt::Debug for DefaultChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DefaultChain")
+            .field("entries", &self.labels())
+            .field("skipped", &self.skipped)
+            .field("chosen", &self.chosen())
+            .finish()
+    }
+}
+
 #[async_trait]
 impl CredentialSource for DefaultChain {
     async fn fetch(&self) -> Result<Credentials, AuthError> {

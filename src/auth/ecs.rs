@@ -124,6 +124,16 @@ impl EcsSource {
     }
 }
 
+impl std::fmt::Debug for EcsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EcsSource")
+            .field("base_url", &self.base_url)
+            .field("role_name", &self.role_name)
+            .field("imdsv1_disabled", &self.imdsv1_disabled)
+            .finish()
+    }
+}
+
 #[async_trait]
 impl CredentialSource for EcsSource {
     async fn fetch(&self) -> Result<Credentials, AuthError> {

@@ -119,6 +119,16 @@ fn parse_output(stdout: &[u8]) -> Result<Credentials, String> {
     Err("output JSON has neither AccessKeyId nor access_key_id".into())
 }
 
+impl std::fmt::Debug for ProcessSource {
+    // The program name only: arguments may carry secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessSource")
+            .field("program", &program_name(&self.command))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 #[async_trait]
 impl CredentialSource for ProcessSource {
     async fn fetch(&self) -> Result<Credentials, AuthError> {

@@ -627,6 +627,16 @@ impl AssumeRoleSource {
     }
 }
 
+impl std::fmt::Debug for AssumeRoleSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssumeRoleSource")
+            .field("base", &self.base.describe())
+            .field("params", &self.params)
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
 #[async_trait]
 impl CredentialSource for AssumeRoleSource {
     async fn fetch(&self) -> Result<Credentials, AuthError> {
@@ -678,6 +688,18 @@ impl OidcSource {
             token_file,
             client,
         })
+    }
+}
+
+impl std::fmt::Debug for OidcSource {
+    // The token file's path only, never its content.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSource")
+            .field("params", &self.params)
+            .field("provider_arn", &self.provider_arn)
+            .field("token_file", &self.token_file)
+            .field("client", &self.client)
+            .finish()
     }
 }
 

@@ -52,6 +52,13 @@ impl UriSource {
     }
 }
 
+impl std::fmt::Debug for UriSource {
+    // The URI without query, fragment or user info (they may carry a secret).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UriSource").field("uri", &self.display).finish()
+    }
+}
+
 #[async_trait]
 impl CredentialSource for UriSource {
     async fn fetch(&self) -> Result<Credentials, AuthError> {
