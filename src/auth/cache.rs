@@ -63,8 +63,8 @@ pub const EXPIRY_SAFETY_MARGIN_MAX: Duration = Duration::from_secs(60);
 pub const EXPIRY_SAFETY_MARGIN_LIFETIME_DIVISOR: u32 = 10;
 /// How long a caller holding expired credentials waits for a synchronous refresh.
 pub const EXPIRED_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the very first fetch (nothing cached) may take: sources bound themselves
-/// (e.g. the credential process timeout), this is a backstop.
+/// How long the very first fetch (nothing cached), or one background refresh, may take:
+/// sources bound themselves (e.g. the credential process timeout), this is a backstop.
 pub const INITIAL_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Without a refresher, a stale-but-valid cache triggers an inline refresh at most this often.
 pub const STALE_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
@@ -529,7 +529,14 @@ async fn refresher_loop<T: RefreshTarget + ?Sized>(target: &T) {
             NextRefresh::Now => {}
             NextRefresh::At { refresh_at, .. } => tokio::time::sleep_until(refresh_at).await,
         }
-        match target.refresh_if_stale().await {
+        let outcome = match tokio::time::timeout(INITIAL_FETCH_TIMEOUT, target.refresh_if_stale()).await {
+            Ok(r) => r,
+            Err(_) => Err(AuthError::Unreachable {
+                source_name: source.clone(),
+                message: format!("refresh did not complete within {} s", INITIAL_FETCH_TIMEOUT.as_secs()),
+            }),
+        };
+        match outcome {
             Ok(creds) => {
                 backoff.reset();
                 match creds.expiration {
