@@ -304,7 +304,6 @@ async fn oidc_from_environment_with_rotating_token() {
     // A missing token file is refused at build time.
     std::fs::remove_file(&token_file).unwrap();
     env.set("ALIBABA_CLOUD_ROLE_SESSION_NAME", "rrsa-test-2");
-    let b = build_credentials_with_env(&cfg, &env).unwrap();
-    let e = b.provider().credentials().await.unwrap_err().to_string();
+    let e = build_credentials_with_env(&cfg, &env).unwrap_err().to_string();
     assert!(e.contains("OIDC token file"), "{e}");
 }

@@ -524,6 +524,23 @@ fn validation_errors_are_one_line_and_name_the_problem() {
         assert!(e.contains(want), "want {want:?} in {e}");
         assert!(!e.contains('\n'), "multi-line: {e}");
     }
+    // Broken environment configuration fails the default chain up front.
+    let (_h2, mut env2) = sandbox();
+    env2.set("OSS_ACCESS_KEY_ID", "only-the-id");
+    let e = build_err(&CredentialsConfig::default(), &env2);
+    assert!(e.contains("OSS_ACCESS_KEY_SECRET is not"), "{e}");
+    let (_h3, mut env3) = sandbox();
+    env3.set("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1234567890123456:role/r");
+    env3.set(
+        "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+        "acs:ram::1234567890123456:oidc-provider/p",
+    );
+    env3.set(
+        "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+        home.path().join("no-token").display().to_string(),
+    );
+    let e = build_err(&CredentialsConfig::default(), &env3);
+    assert!(e.contains("OIDC token file") && e.contains("no-token"), "{e}");
     // A valid explicit config describes itself.
     let b = build_credentials_with_env(&role(&|_| {}), &env).unwrap();
     assert!(

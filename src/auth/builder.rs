@@ -172,7 +172,7 @@ pub fn build_credentials_with_env(cfg: &CredentialsConfig, env: &Env) -> Result<
             }
             match explicit {
                 Some(spec) => ctx.source(spec)?,
-                None => Box::new(ctx.default_chain()),
+                None => Box::new(ctx.default_chain()?),
             }
         }
         Some(role_arn) => {
@@ -190,7 +190,7 @@ pub fn build_credentials_with_env(cfg: &CredentialsConfig, env: &Env) -> Result<
             let base: Arc<dyn CredentialProvider> = match explicit {
                 Some(spec) => ctx.provider(spec)?,
                 None => Arc::new(CachingProvider::new(
-                    Box::new(ctx.default_chain()) as Box<dyn CredentialSource>
+                    Box::new(ctx.default_chain()?) as Box<dyn CredentialSource>
                 )),
             };
             let client = StsClient::new(&resolve_sts_endpoint(ctx.sts_override.as_deref(), None, false, env))?;
@@ -372,8 +372,11 @@ impl Ctx<'_> {
         })
     }
 
-    /// The default chain of PROTOCOL.md §8.2.
-    fn default_chain(&self) -> DefaultChain {
+    /// The default chain of PROTOCOL.md §8.2. Sources configured through the environment
+    /// that are clearly intended but broken (a key id without its secret, OIDC variables with a
+    /// bad ARN or a missing token file) fail the build; a broken profile file only fails its
+    /// own chain entry, since it may be unrelated to this mount.
+    fn default_chain(&self) -> Result<DefaultChain, AuthError> {
         let env = self.env;
         let mut entries = Vec::new();
         let mut skipped = Vec::new();
@@ -387,7 +390,7 @@ impl Ctx<'_> {
                 Ok(Box::new(StaticSource::new(creds, format!("environment ({var})")))),
             ),
             Ok(None) => skipped.push("environment".to_string()),
-            Err(e) => push("environment".into(), Err(e)),
+            Err(e) => return Err(e),
         }
 
         match (
@@ -412,7 +415,7 @@ impl Ctx<'_> {
                     token_file: PathBuf::from(file),
                     sts: StsSpec::default(),
                 };
-                push("OIDC (ALIBABA_CLOUD_ROLE_ARN)".into(), self.source(spec));
+                push("OIDC (ALIBABA_CLOUD_ROLE_ARN)".into(), Ok(self.source(spec)?));
             }
             _ => skipped.push("OIDC".to_string()),
         }
@@ -454,7 +457,7 @@ impl Ctx<'_> {
             None => skipped.push("credentials URI".to_string()),
         }
 
-        DefaultChain::new(entries, skipped)
+        Ok(DefaultChain::new(entries, skipped))
     }
 }
 
