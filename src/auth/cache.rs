@@ -164,9 +164,9 @@ pub enum NextRefresh {
 pub trait RefreshTarget: Send + Sync + 'static {
     /// When to refresh next, from the cached entry.
     fn next_refresh(&self) -> NextRefresh;
-    /// Refreshes unless someone else already did (the entry is no longer stale); returns the
-    /// credentials now cached.
-    async fn refresh_if_stale(&self) -> Result<Arc<Credentials>, AuthError>;
+    /// Refreshes unless the cached entry is usable and not stale (someone else already
+    /// refreshed); returns the new credentials, or `None` when there was nothing to do.
+    async fn refresh_if_stale(&self) -> Result<Option<Arc<Credentials>>, AuthError>;
     /// Marks a refresher as running (or stopped): with one running, callers never refresh
     /// stale credentials inline.
     fn set_refresher_attached(&self, attached: bool);
@@ -440,19 +440,19 @@ impl<S: CredentialSource> RefreshTarget for CachingProvider<S> {
         }
     }
 
-    async fn refresh_if_stale(&self) -> Result<Arc<Credentials>, AuthError> {
+    async fn refresh_if_stale(&self) -> Result<Option<Arc<Credentials>>, AuthError> {
         let mut fs = self.fetch.lock().await;
         let now = Instant::now();
-        if let Some(e) = self
+        if self
             .state
             .read()
             .await
             .as_ref()
-            .filter(|e| e.is_usable(now) && !e.is_stale(now))
+            .is_some_and(|e| e.is_usable(now) && !e.is_stale(now))
         {
-            return Ok(e.creds.clone());
+            return Ok(None);
         }
-        self.fetch_locked(&mut fs).await
+        self.fetch_locked(&mut fs).await.map(Some)
     }
 
     fn set_refresher_attached(&self, attached: bool) {
@@ -537,7 +537,8 @@ async fn refresher_loop<T: RefreshTarget + ?Sized>(target: &T) {
             }),
         };
         match outcome {
-            Ok(creds) => {
+            Ok(None) => {}
+            Ok(Some(creds)) => {
                 backoff.reset();
                 match creds.expiration {
                     Some(exp) => {
