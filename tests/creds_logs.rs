@@ -100,6 +100,18 @@ fn no_secrets_in_logs() {
         let e = proc.fetch().await.unwrap_err();
         tracing::warn!(error = %e, "process failure");
         assert!(e.to_string().contains("oops"));
+
+        // A group-readable credentials file is accepted with a warning naming the fix.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ini = dir.path().join("shared.ini");
+        std::fs::write(&ini, "[default]\ntype = access_key\naccess_key_id = LTAIini\naccess_key_secret = INISECRET-4\n").unwrap();
+        std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let cfg = ossmount::config::CredentialsConfig { credentials_file: Some(ini), ..Default::default() };
+        let b = ossmount::auth::build_credentials_with_env(&cfg, &ossmount::auth::Env::default()).unwrap();
+        assert_eq!(b.provider().credentials().await.unwrap().access_key_id, "LTAIini");
+        // Plain-http STS to a non-loopback host is flagged.
+        StsClient::new("http://sts.example.com").unwrap();
     });
     let logs = cap.text();
     assert!(logs.contains("credentials refreshed"), "{logs}");
@@ -109,6 +121,11 @@ fn no_secrets_in_logs() {
     );
     assert!(logs.contains("retrying STS call"), "{logs}");
     assert!(logs.contains("SignatureDoesNotMatch"), "{logs}");
+    assert!(
+        logs.contains("chmod 600") && logs.contains("shared.ini") && logs.contains("640"),
+        "{logs}"
+    );
+    assert!(logs.contains("plain http"), "{logs}");
     for secret in [
         "SECRET-",
         "TOKEN-",

@@ -232,6 +232,7 @@ async fn error_json_becomes_service_error_without_secrets() {
         other => panic!("{other:?}"),
     }
     let text = e.to_string();
+    assert!(text.contains("(RequestId 8C3A)"), "{text}");
     assert!(
         !text.contains("base-token") && !text.contains("base-secret") && !text.contains("LTAIbase"),
         "{text}"

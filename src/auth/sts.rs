@@ -419,6 +419,12 @@ impl StsClient {
         if !endpoint.ends_with('/') {
             endpoint.push('/');
         }
+        if url.scheme() == "http" && !is_loopback_host(&url) {
+            tracing::warn!(
+                endpoint = %endpoint,
+                "STS endpoint uses plain http: issued credentials would cross the network unencrypted"
+            );
+        }
         let http = http_client("STS", STS_CONNECT_TIMEOUT, STS_REQUEST_TIMEOUT, false)?;
         Ok(StsClient { endpoint, http })
     }
@@ -559,6 +565,16 @@ impl StsClient {
         } else {
             Attempt::Done(Err(err))
         }
+    }
+}
+
+/// Whether the URL's host is a loopback address or `localhost`.
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 
