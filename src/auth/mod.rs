@@ -84,7 +84,7 @@ impl fmt::Debug for Credentials {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
     /// The source answered, but with an error (e.g. STS `NoPermission`).
-    #[error("{source_name} failed: {code}: {message}{}", request_id_suffix(.request_id))]
+    #[error("{source_name} failed: {code}: {message}")]
     Service {
         source_name: String,
         code: String,
@@ -106,14 +106,6 @@ pub enum AuthError {
     /// The credentials expired and refreshing them failed; carries the last refresh error.
     #[error("credentials expired and refresh failed: {last_error}")]
     Expired { last_error: String },
-}
-
-/// ` (RequestId …)` when the service gave one: what support asks for first.
-fn request_id_suffix(request_id: &Option<String>) -> String {
-    match request_id {
-        Some(id) if !id.is_empty() => format!(" (RequestId {id})"),
-        _ => String::new(),
-    }
 }
 
 /// One source of credentials.

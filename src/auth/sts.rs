@@ -547,7 +547,15 @@ impl StsClient {
                 code: Some(code),
                 message,
                 request_id,
-            }) => (code, scrub_message(message.as_deref().unwrap_or("")), request_id),
+            }) => {
+                let mut message = scrub_message(message.as_deref().unwrap_or(""));
+                // What support asks for first (the Display of `AuthError::Service` shows only
+                // the message).
+                if let Some(id) = request_id.as_deref().filter(|id| !id.is_empty()) {
+                    message.push_str(&format!(" (RequestId {id})"));
+                }
+                (code, message, request_id)
+            }
             _ => (
                 format!("HTTP{}", status.as_u16()),
                 format!("HTTP {status} without an STS error body"),
