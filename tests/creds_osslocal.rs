@@ -162,7 +162,7 @@ async fn assume_role_refreshes_10s_tokens_for_40s() {
         let t = Instant::now();
         let c = provider.credentials().await.unwrap();
         assert!(
-            t.elapsed() < Duration::from_millis(50),
+            t.elapsed() < Duration::from_millis(500),
             "caller waited {:?}",
             t.elapsed()
         );
