@@ -248,3 +248,104 @@ async fn static_credentials_never_refresh() {
     );
     assert_eq!(p.fetch_attempts(), 1);
 }
+
+/// A source for paused-clock tests: records the (virtual) instant of every fetch. Its
+/// `Expiration` is wall-clock `now + lifetime`, which the cache turns into a virtual deadline.
+struct Recording {
+    at: std::sync::Mutex<Vec<tokio::time::Instant>>,
+    lifetime_secs: i64,
+    failing: AtomicBool,
+}
+
+#[async_trait]
+impl CredentialSource for Recording {
+    async fn fetch(&self) -> Result<Credentials, AuthError> {
+        let n = {
+            let mut at = self.at.lock().unwrap();
+            at.push(tokio::time::Instant::now());
+            at.len()
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(AuthError::Unreachable {
+                source_name: "recording".into(),
+                message: "STS down".into(),
+            });
+        }
+        Ok(Credentials::new(format!("STS.{n}"), "s")
+            .with_token("t")
+            .with_expiration(Utc::now() + chrono::Duration::seconds(self.lifetime_secs)))
+    }
+    fn describe(&self) -> String {
+        "recording".into()
+    }
+}
+
+fn recording(lifetime_secs: i64) -> Arc<CachingProvider<Recording>> {
+    Arc::new(CachingProvider::new(Recording {
+        at: std::sync::Mutex::new(Vec::new()),
+        lifetime_secs,
+        failing: AtomicBool::new(false),
+    }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn paused_clock_twenty_second_tokens_refresh_every_13s_for_ten_minutes() {
+    let p = recording(20);
+    let _r = spawn_refresher(p.clone(), &tokio::runtime::Handle::current());
+    for _ in 0..600 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(p.cached().await.is_some(), "no usable credentials at some second");
+    }
+    let at = p.source().at.lock().unwrap().clone();
+    // 600 s / ~13 s per token = 45 or 46 fetches.
+    assert!((45..=47).contains(&at.len()), "{} fetches", at.len());
+    for w in at.windows(2) {
+        let gap = w[1] - w[0];
+        // refresh when 20/3 = 6.67 s are left, jitter ≤ 0.67 s earlier, plus the 0.1 s fetch.
+        assert!(
+            gap >= Duration::from_millis(12_700) && gap <= Duration::from_millis(13_500),
+            "gap {gap:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn paused_clock_outage_backs_off_then_fails_fast_then_recovers() {
+    let p = recording(60);
+    let _r = spawn_refresher(p.clone(), &tokio::runtime::Handle::current());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(p.cached().await.is_some());
+    p.source().failing.store(true, Ordering::SeqCst);
+    // Refresh point at 40 s (20 s left); usable until 54 s (6 s margin); outage lasts 3 minutes.
+    tokio::time::sleep(Duration::from_secs(53)).await;
+    assert!(
+        p.cached().await.is_some(),
+        "still valid during the outage before expiry"
+    );
+    let before_expiry = p.source().at.lock().unwrap().len();
+    // Retries: 1, 2, 4, 8 s (jittered, halved), at least a few before expiry, not a storm.
+    assert!(
+        (4..=12).contains(&before_expiry),
+        "{before_expiry} fetches before expiry"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t = tokio::time::Instant::now();
+    match p.credentials().await {
+        Err(AuthError::Expired { last_error }) => assert!(last_error.contains("STS down"), "{last_error}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(t.elapsed() <= Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let during = p.source().at.lock().unwrap().len();
+    // Backoff caps at 30 s: about 4-8 refresher attempts in 2 minutes, plus the caller's one.
+    assert!(
+        during - before_expiry <= 12,
+        "{} attempts in 2 minutes of outage",
+        during - before_expiry
+    );
+    p.source().failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    // The refresher recovered on its own, without any caller.
+    assert!(p.cached().await.is_some(), "no recovery within the 30 s backoff cap");
+}

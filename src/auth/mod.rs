@@ -12,7 +12,17 @@
 //! URI), `chain` (the default chain). `cache` turns a source into a [`CredentialProvider`]
 //! with a token cache and runs the background refresher; `builder` assembles all of it from
 //! `CredentialsConfig`. Entry points for the mount: [`build_credentials`] (or
-//! [`build_provider`]) then [`BuiltCredentials::spawn_refresher`].
+//! [`build_provider`]) then [`BuiltCredentials::spawn_refresher`]:
+//!
+//! ```no_run
+//! # async fn mount(cfg: &ossmount::config::CredentialsConfig) -> Result<(), ossmount::auth::AuthError> {
+//! let built = ossmount::auth::build_credentials(cfg)?; // validates everything, no I/O yet
+//! let provider = built.provider(); // Arc<dyn CredentialProvider> for the client
+//! provider.credentials().await?; // fail early: first fetch before mounting
+//! println!("credentials from {}", provider.describe());
+//! let _refresher = built.spawn_refresher(&tokio::runtime::Handle::current()); // keep alive
+//! # Ok(()) }
+//! ```
 
 pub mod builder;
 pub mod cache;
