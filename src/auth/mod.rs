@@ -4,8 +4,42 @@
 //! ECS metadata, credential process, credentials URI); the client calls it before every
 //! attempt, so a provider must answer from its cache in the normal case. The signers (V4, V1)
 //! live in `signer`, as pure functions with the date injected.
+//!
+//! Sources (each a [`cache::CredentialSource`] that fetches fresh credentials): `env` (static
+//! keys from the environment), `profile` (`~/.alibabacloud/credentials`), `cli_config`
+//! (`~/.aliyun/config.json`), `sts` (AssumeRole over any base, AssumeRoleWithOIDC, the RPC
+//! signer), `ecs` (instance metadata), `process` (credential process), `uri` (credentials
+//! URI), `chain` (the default chain). `cache` turns a source into a [`CredentialProvider`]
+//! with a token cache and runs the background refresher; `builder` assembles all of it from
+//! `CredentialsConfig`. Entry points for the mount: [`build_credentials`] (or
+//! [`build_provider`]) then [`BuiltCredentials::spawn_refresher`]:
+//!
+//! ```no_run
+//! # async fn mount(cfg: &ossmount::config::CredentialsConfig) -> Result<(), ossmount::auth::AuthError> {
+//! let built = ossmount::auth::build_credentials(cfg)?; // validates everything, no I/O yet
+//! let provider = built.provider(); // Arc<dyn CredentialProvider> for the client
+//! provider.credentials().await?; // fail early: first fetch before mounting
+//! println!("credentials from {}", provider.describe());
+//! let _refresher = built.spawn_refresher(&tokio::runtime::Handle::current()); // keep alive
+//! # Ok(()) }
+//! ```
 
+pub mod builder;
+pub mod cache;
+pub mod chain;
+pub mod cli_config;
+pub mod ecs;
+pub mod env;
+pub mod process;
+pub mod profile;
 pub mod signer;
+pub mod sts;
+pub mod uri;
+mod util;
+
+pub use builder::{BuiltCredentials, build_credentials, build_credentials_with_env, build_provider};
+pub use cache::{CachingProvider, CredentialSource, RefreshTarget, RefresherHandle, spawn_refresher};
+pub use env::Env;
 
 use std::fmt;
 use std::sync::Arc;
@@ -57,7 +91,7 @@ impl fmt::Debug for Credentials {
 }
 
 /// Why credentials could not be had. Messages name the source and the cause, never a secret.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
     /// The source answered, but with an error (e.g. STS `NoPermission`).
     #[error("{source_name} failed: {code}: {message}")]
