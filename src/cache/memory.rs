@@ -24,12 +24,15 @@ struct Inner {
 
 impl Inner {
     /// Pop least recently used blocks while the budget is over its limit (call with lock held).
-    fn evict_over_limit(&mut self, budget: &MemoryBudget, evicted: &mut Vec<CachedBlock>) {
+    /// The charge of each evicted block is dropped at once, so `over_limit` sees the release;
+    /// its bytes go to `evicted`, to be freed after the lock is released. Records the peak.
+    fn evict_over_limit(&mut self, budget: &MemoryBudget, evicted: &mut Vec<Bytes>) {
         while budget.over_limit() {
             let Some((_, block)) = self.lru.pop_lru() else { break };
             self.bytes -= block.data.len() as u64;
-            evicted.push(block);
+            evicted.push(block.data);
         }
+        budget.record_peak();
     }
 }
 
@@ -70,24 +73,25 @@ impl MemoryTier {
     /// else is pinned by in-flight reservations).
     pub(crate) fn insert(&self, key: BlockKey, data: Bytes, charge: Arc<Charge>) {
         let mut evicted = Vec::new();
-        {
+        let replaced = {
             let mut inner = self.lock();
             inner.bytes += data.len() as u64;
+            let mut replaced = None;
             if let Some(old) = inner.lru.put(key, CachedBlock { data, _charge: charge }) {
                 inner.bytes -= old.data.len() as u64;
-                evicted.push(old);
+                // The old charge is released here; its bytes are freed after the lock.
+                replaced = Some(old.data);
             }
             inner.evict_over_limit(&self.budget, &mut evicted);
-        }
+            replaced
+        };
+        drop(replaced);
         self.evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
         drop(evicted);
     }
 
     /// Evict until the budget is within its limit.
     pub(crate) fn reclaim(&self) {
-        if !self.budget.over_limit() {
-            return;
-        }
         let mut evicted = Vec::new();
         self.lock().evict_over_limit(&self.budget, &mut evicted);
         self.evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
@@ -108,7 +112,7 @@ impl MemoryTier {
             for k in keys {
                 if let Some(b) = inner.lru.pop(&k) {
                     inner.bytes -= b.data.len() as u64;
-                    evicted.push(b);
+                    evicted.push(b.data);
                 }
             }
         }

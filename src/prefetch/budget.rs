@@ -62,7 +62,7 @@ impl MemoryBudget {
         self.used_bytes.load(Ordering::Relaxed)
     }
 
-    /// Highest `used_bytes` seen since creation.
+    /// Highest `used_bytes` recorded by [`MemoryBudget::record_peak`].
     pub fn peak_bytes(&self) -> u64 {
         self.peak_bytes.load(Ordering::Relaxed)
     }
@@ -83,9 +83,15 @@ impl MemoryBudget {
         u64::from(self.in_flight_cap_blocks)
     }
 
+    /// Note the current use as a candidate peak. The cache calls this after each eviction
+    /// pass: a reservation briefly counts before the eviction that makes room for it, but no
+    /// memory is allocated in between, so the peak after eviction is the one that matters.
+    pub fn record_peak(&self) {
+        self.peak_bytes.fetch_max(self.used_bytes(), Ordering::Relaxed);
+    }
+
     fn add_used(&self, bytes: u64) {
-        let now = self.used_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.peak_bytes.fetch_max(now, Ordering::Relaxed);
+        self.used_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     fn sub_used(&self, bytes: u64) {
@@ -205,9 +211,11 @@ mod tests {
         let budget = MemoryBudget::new(16 * MIB, MIB);
         assert_eq!(budget.max_reservation_blocks(), 8);
         let r = budget.try_reserve(3).unwrap();
+        budget.record_peak();
         assert_eq!(budget.used_bytes(), 3 * MIB);
         assert_eq!(budget.in_flight_bytes(), 3 * MIB);
         let c = r.into_charge(2 * MIB + 5);
+        budget.record_peak();
         assert_eq!(budget.used_bytes(), 2 * MIB + 5);
         assert_eq!(budget.in_flight_bytes(), 0);
         let shared = Arc::new(c);

@@ -438,7 +438,7 @@ impl Drop for Unregister {
 
 impl<C: ObjectClient> GetTask<C> {
     async fn run(self, reservation: Option<Reservation>, tx: watch::Sender<Option<Outcome>>) {
-        let _unregister = Unregister {
+        let unregister = Unregister {
             in_flight: self.in_flight.clone(),
             object: self.object.clone(),
             blocks: self.blocks.clone(),
@@ -482,6 +482,10 @@ impl<C: ObjectClient> GetTask<C> {
             tracing::debug!(key = self.object.key(), start = range.start, end = range.end, error = %e, "block GET failed");
             Arc::new(e)
         });
+        // Leave the in-flight map before waking the waiters: a reader woken by a failure and
+        // retrying at once must start a new GET, not find this failed one. (Delivered blocks
+        // are already in the sink.)
+        drop(unregister);
         tx.send_replace(Some(outcome));
     }
 
