@@ -55,8 +55,8 @@ async fn read_all(reader: &DataReader<FakeClient>, client: &FakeClient, size: u6
 async fn blocks_round_trip_through_disk() {
     let tmp = tempfile::tempdir().unwrap();
     let client = Arc::new(FakeClient::new());
-    // Memory far smaller than the object: a second pass must come from disk, not memory.
-    let cache = Arc::new(DataCache::try_new(client.clone(), config(tmp.path(), 4 * MIB, 64 * MIB)).unwrap());
+    // Memory half the object: the start of a second pass must come from disk, not memory.
+    let cache = Arc::new(DataCache::try_new(client.clone(), config(tmp.path(), 8 * MIB, 64 * MIB)).unwrap());
     let size = 16 * MIB + 5;
     let id = client.put("disk", size);
     let reader = cache.open(id.clone(), size);
@@ -70,10 +70,29 @@ async fn blocks_round_trip_through_disk() {
     let gets = client.gets();
 
     let again = cache.open(id, size);
+    // Two sequential reads open a read-ahead window: its blocks are read ahead from disk.
+    check_read(&again, &client, 0, 128 * KIB).await;
+    check_read(&again, &client, 128 * KIB, 128 * KIB).await;
+    for _ in 0..100 {
+        if cache.stats().disk_prefetches >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(cache.stats().disk_prefetches, 2, "{:?}", cache.stats());
+    let hits_before = cache.stats().memory_hits;
+    check_read(&again, &client, MIB, 128 * KIB).await;
+    check_read(&again, &client, 2 * MIB, 128 * KIB).await;
+    assert_eq!(
+        cache.stats().memory_hits,
+        hits_before + 2,
+        "read-ahead blocks came from memory"
+    );
     read_all(&again, &client, size).await;
     assert_eq!(client.gets(), gets, "second pass served locally");
-    assert!(cache.stats().disk_hits >= 13, "{:?}", cache.stats());
-    assert!(cache.stats().memory_peak_bytes <= 4 * MIB);
+    let stats = cache.stats();
+    assert!(stats.disk_hits + stats.disk_prefetches >= 8, "{stats:?}");
+    assert!(stats.memory_peak_bytes <= 8 * MIB, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

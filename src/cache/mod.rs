@@ -46,7 +46,7 @@ use crate::client::{ClientError, ObjectClient};
 use crate::object::{BlockIndex, BlockKey, ObjectId};
 use crate::prefetch::budget::{Charge, MemoryBudget};
 use crate::prefetch::window::{ReadAhead, block_byte_range, blocks_covering};
-use crate::prefetch::{BlockSink, FetchStats, Fetcher, FetcherConfig};
+use crate::prefetch::{BlockSink, FetchStats, Fetched, Fetcher, FetcherConfig};
 
 pub use crate::prefetch::window::{BLOCK_SIZE_BYTES, INITIAL_WINDOW_BYTES, MAX_WINDOW_BYTES};
 pub use disk::{DISK_CACHE_SUBDIR, DiskCacheError, DiskStats};
@@ -97,6 +97,8 @@ pub struct CacheStats {
     pub memory_hits: u64,
     /// Blocks read served from the disk tier.
     pub disk_hits: u64,
+    /// Blocks read ahead from the disk tier into memory.
+    pub disk_prefetches: u64,
     /// Blocks read that needed a GET of their own (not cached, not in flight).
     pub misses: u64,
     /// Blocks held in memory, and their bytes.
@@ -118,6 +120,7 @@ pub struct CacheStats {
 struct HitCounters {
     memory_hits: std::sync::atomic::AtomicU64,
     disk_hits: std::sync::atomic::AtomicU64,
+    disk_prefetches: std::sync::atomic::AtomicU64,
     misses: std::sync::atomic::AtomicU64,
 }
 
@@ -154,7 +157,7 @@ pub struct DataCache<C: ObjectClient> {
     store: Arc<BlockStore>,
     budget: Arc<MemoryBudget>,
     fetcher: Fetcher<C>,
-    counters: HitCounters,
+    counters: Arc<HitCounters>,
 }
 
 impl<C: ObjectClient> DataCache<C> {
@@ -207,7 +210,7 @@ impl<C: ObjectClient> DataCache<C> {
             store,
             budget,
             fetcher,
-            counters: HitCounters::default(),
+            counters: Arc::new(HitCounters::default()),
         }
     }
 
@@ -256,6 +259,7 @@ impl<C: ObjectClient> DataCache<C> {
         CacheStats {
             memory_hits: self.counters.memory_hits.load(Relaxed),
             disk_hits: self.counters.disk_hits.load(Relaxed),
+            disk_prefetches: self.counters.disk_prefetches.load(Relaxed),
             misses: self.counters.misses.load(Relaxed),
             memory_blocks,
             memory_block_bytes,
@@ -267,6 +271,41 @@ impl<C: ObjectClient> DataCache<C> {
             fetch: self.fetcher.stats(),
             disk: self.store.disk.as_ref().map(|d| d.stats()),
         }
+    }
+
+    /// Read ahead from the disk tier: load the blocks of `ahead` that are on disk but not in
+    /// memory (the prefetcher skips those) into memory, in a blocking task, one at a time so
+    /// each is charged and evicted like any other block.
+    fn promote_from_disk(&self, object: &ObjectId, ahead: Range<BlockIndex>) {
+        let Some(disk) = &self.store.disk else { return };
+        let keys: Vec<BlockKey> = ahead
+            .map(|index| BlockKey {
+                object: object.clone(),
+                index,
+            })
+            .filter(|key| !self.store.memory.contains(key) && disk.contains(key))
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let shared = disk.shared();
+        let store = self.store.clone();
+        let budget = self.budget.clone();
+        let counters = self.counters.clone();
+        tokio::task::spawn_blocking(move || {
+            for key in keys {
+                if store.memory.contains(&key) {
+                    continue;
+                }
+                if let Some(data) = shared.read(&key) {
+                    counters
+                        .disk_prefetches
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let charge = Arc::new(budget.charge(data.len() as u64));
+                    store.memory.insert(key, data, charge);
+                }
+            }
+        });
     }
 
     /// Blocks `blocks` of `object` from the local tiers; `None` where neither has it.
@@ -345,21 +384,34 @@ impl<C: ObjectClient> DataReader<C> {
             .map(|(i, _)| i)
             .collect();
 
-        let fetched = {
+        let (fetched, ahead) = {
             let mut readahead = self.readahead.lock().unwrap_or_else(PoisonError::into_inner);
             let issued_before = readahead.issued_until();
             let plan = readahead.on_read(offset, end - offset, self.size);
-            let fetched = cache
-                .fetcher
-                .fetch(&self.object, self.size, &missing, plan.ahead.clone());
-            if let Some(stopped_at) = fetched.ahead_stopped_at {
-                readahead.ahead_limited(stopped_at);
+            if missing.is_empty() && plan.ahead.is_empty() {
+                // Everything was local and nothing is to be read ahead.
+                (
+                    Fetched {
+                        waits: Vec::new(),
+                        claimed_demand: Vec::new(),
+                        ahead_stopped_at: None,
+                    },
+                    plan.ahead,
+                )
+            } else {
+                let fetched = cache
+                    .fetcher
+                    .fetch(&self.object, self.size, &missing, plan.ahead.clone());
+                if let Some(stopped_at) = fetched.ahead_stopped_at {
+                    readahead.ahead_limited(stopped_at);
+                }
+                if plan.sequential && fetched.claimed_demand.iter().any(|&i| i < issued_before) {
+                    readahead.ahead_wasted();
+                }
+                (fetched, plan.ahead)
             }
-            if plan.sequential && fetched.claimed_demand.iter().any(|&i| i < issued_before) {
-                readahead.ahead_wasted();
-            }
-            fetched
         };
+        cache.promote_from_disk(&self.object, ahead);
         cache.counters.misses.fetch_add(
             fetched.claimed_demand.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
