@@ -56,8 +56,9 @@ async fn sequential_read_is_exact_and_uses_few_large_gets() {
     assert!(lens.len() <= 16, "too many GETs: {lens:?}");
     let eight = lens.iter().filter(|&&l| l == 8 * MIB).count();
     assert!(eight >= 5, "most bytes should come in 8 MiB GETs: {lens:?}");
-    // The window grows: the first few requests are non-decreasing in size.
-    assert!(lens[..4].windows(2).all(|w| w[0] <= w[1]), "{lens:?}");
+    // The window grows: the first requests grow in size, the last ones are whole parts.
+    assert!(lens[0] < lens[1] && lens[1] <= lens[2], "{lens:?}");
+    assert!(lens[lens.len() - 3..].iter().all(|&l| l == 8 * MIB), "{lens:?}");
     // Requests cover the object in order without overlap.
     let mut sorted: Vec<_> = requests.iter().map(|(_, r)| r.clone()).collect();
     sorted.sort_by_key(|r| r.start);
@@ -294,7 +295,13 @@ async fn errors_reach_every_waiter_and_are_not_cached() {
     let c = cache.open(id, size);
     let CacheError::Client { source, .. } = c.read(3 * MIB, 10).await.unwrap_err();
     assert!(matches!(source, ClientError::PreconditionFailed(_)));
-    // Failed GETs released their memory.
+    // Failed GETs released their memory (wait for the read-ahead still in flight to land).
+    for _ in 0..200 {
+        if cache.stats().in_flight_bytes == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(cache.stats().in_flight_bytes, 0);
 }
 

@@ -13,11 +13,14 @@
 //! **Tiers.** The memory tier is an LRU list of blocks. The optional disk tier
 //! (`cache_dir`, bounded by `cache_size_bytes`) keeps one CRC-64-checked file per block, written
 //! asynchronously by a writer thread, evicted LRU (see `disk`). A read looks in memory, then on
-//! disk, then asks the prefetcher, which issues GETs (or joins GETs already in flight).
+//! disk, then asks the prefetcher, which issues GETs (or joins GETs already in flight), and
+//! stitches the blocks (a read inside one block is a zero-copy slice).
 //!
 //! **Read-ahead.** Each `DataReader` owns a [`ReadAhead`] window: the first read and every
-//! seek fetch only the blocks read; consecutive reads open a window of 2 MiB that doubles on
-//! each extension up to 64 MiB, fetched as parallel `part_size` GETs (see `prefetch::window`).
+//! seek fetch only the blocks read; a sequential reader reads ahead 2 MiB, and the window
+//! doubles for every half window consumed, up to [`MAX_WINDOW_BYTES`] (64 MiB), fetched as
+//! parallel `part_size` GETs (see `prefetch::window`). Blocks of the window that are on disk are
+//! read ahead from disk into memory instead.
 //!
 //! **Memory.** `memory_limit_bytes` covers cached blocks *and* bytes of GETs in flight (see
 //! `prefetch::budget`): in-flight bytes may use at most half of it; read-ahead that does not

@@ -7,9 +7,10 @@
 //! many blocks beyond the current read read-ahead should cover). A read is *sequential* when
 //! it starts near the frontier (within `SEQUENTIAL_SLACK_BYTES` either way, or anywhere inside
 //! the range already issued), which tolerates the kernel's out-of-order parallel reads of one
-//! handle. A sequential read asks for `[read end, read end + window)`, but only once at least
-//! half a window is missing, so requests stay large; each such extension doubles the window up
-//! to the cap. Any other read is a seek: the window goes back to its initial size and nothing
+//! handle. Once no more than half the window is left ahead of a sequential reader, the window
+//! doubles (up to the cap) and read-ahead extends to `read end + window`, its end rounded up to
+//! a part boundary once the window is at least a part: the window doubles for every half
+//! window consumed, and every request is at least half a window. Any other read is a seek: the window goes back to its initial size and nothing
 //! beyond the read itself is fetched, so random reads cost exactly the blocks they touch.
 
 use std::ops::Range;
@@ -24,9 +25,10 @@ use crate::object::BlockIndex;
 /// eviction.
 pub const BLOCK_SIZE_BYTES: u64 = 1024 * 1024;
 
-/// Read-ahead window after the first sequential read: two blocks. Small, so a file read only
-/// in its first few MiB (file(1), headers, thumbnails) costs little more than it reads.
-pub const INITIAL_WINDOW_BYTES: u64 = 2 * BLOCK_SIZE_BYTES;
+/// Read-ahead window of a new reader and after a seek: one block, so the first read-ahead
+/// (which doubles it) asks for 2 MiB. Small, so a file read only in its first few MiB
+/// (file(1), headers, thumbnails) costs little more than it reads.
+pub const INITIAL_WINDOW_BYTES: u64 = BLOCK_SIZE_BYTES;
 
 /// Largest read-ahead window of one reader: 64 MiB, i.e. eight 8 MiB GETs in flight per
 /// sequential reader, enough to fill a 10 Gbit/s link at 50 ms per request. The global
@@ -171,16 +173,17 @@ impl ReadAhead {
             };
         }
         let issued = self.issued_until.max(demand.end);
-        let mut target = demand.end.saturating_add(self.window_blocks);
-        if self.window_blocks >= self.part_blocks {
+        // Extend only once no more than half the window is left ahead of the reader: the
+        // window then doubles for every half window consumed (growth follows consumption, not
+        // the number of reads), and each extension is at least half a window, i.e. large GETs.
+        let remaining = issued - demand.end;
+        let grown = (self.window_blocks * WINDOW_GROWTH_FACTOR).min(self.max_window_blocks);
+        let mut target = demand.end.saturating_add(grown);
+        if grown >= self.part_blocks {
             target = target.div_ceil(self.part_blocks) * self.part_blocks;
         }
         let target = target.min(last_block);
-        let missing = target.saturating_sub(issued);
-        // Extend only when at least half a window is missing (or the object's end is in reach),
-        // so every extension is a large request.
-        let worth_it = missing > 0 && (missing * 2 >= self.window_blocks || target == last_block);
-        if !worth_it {
+        if remaining * 2 > self.window_blocks || target <= issued {
             self.issued_until = issued;
             return ReadPlan {
                 demand,
@@ -189,7 +192,7 @@ impl ReadAhead {
             };
         }
         self.issued_until = target;
-        self.window_blocks = (self.window_blocks * WINDOW_GROWTH_FACTOR).min(self.max_window_blocks);
+        self.window_blocks = grown;
         ReadPlan {
             demand,
             ahead: issued..target,
@@ -286,7 +289,32 @@ mod tests {
         // Blocks 0 and 1 were demand; everything after them was read ahead exactly once, in few
         // large extensions.
         assert_eq!(ra.issued_until(), 2 + total_ahead);
-        assert!(extensions <= 12, "extensions: {extensions}");
+        assert!(extensions <= 14, "extensions: {extensions}");
+    }
+
+    #[test]
+    fn growth_follows_consumption_not_read_count() {
+        // Many small reads inside the first block must not snowball the window.
+        let size = 4096 * MIB;
+        let mut ra = ReadAhead::new(8 * MIB);
+        for i in 0..8u64 {
+            ra.on_read(i * 128 * KIB, 128 * KIB, size);
+        }
+        assert!(
+            ra.issued_until() <= 3,
+            "issued {} blocks after reading one",
+            ra.issued_until()
+        );
+        assert_eq!(ra.window_bytes(), 2 * INITIAL_WINDOW_BYTES);
+        // The window doubles per half window consumed, so it is at most twice what was read (and
+        // at most the cap): after reading n MiB, at most n + min(2n, cap) MiB (plus part
+        // alignment) were requested.
+        for i in 8..(64 * 8u64) {
+            ra.on_read(i * 128 * KIB, 128 * KIB, size);
+            let consumed_blocks = (i + 1) * 128 * KIB / MIB + 1;
+            let bound = consumed_blocks + (2 * consumed_blocks).min(MAX_WINDOW_BYTES / MIB) + 8 + 2;
+            assert!(ra.issued_until() <= bound, "read {i}: issued {}", ra.issued_until());
+        }
     }
 
     #[test]
@@ -379,9 +407,12 @@ mod tests {
         assert_eq!(ra.window_bytes(), before / 2);
         assert_eq!(ra.issued_until(), issued - 4);
         // The blocks that were not issued get asked for again by a later sequential read.
-        let plan = ra.on_read(51 * MIB, MIB, size);
-        assert!(plan.sequential);
-        assert_eq!(plan.ahead.start, issued - 4);
+        let next = (10..200u64)
+            .map(|i| ra.on_read(i * MIB, MIB, size))
+            .find(|plan| !plan.ahead.is_empty())
+            .unwrap();
+        assert!(next.sequential);
+        assert_eq!(next.ahead.start, issued - 4);
         for _ in 0..20 {
             ra.ahead_wasted();
         }
