@@ -333,3 +333,38 @@ async fn small_cache_still_reads_large_object_correctly() {
     assert!(stats.memory_peak_bytes <= 4 * MIB, "{stats:?}");
     assert!(client.max_outstanding_bytes() <= 2 * MIB);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_read_is_not_queued_behind_read_ahead() {
+    let client = Arc::new(FakeClient::new());
+    let config = DataCacheConfig {
+        part_size_bytes: MIB,
+        max_concurrency: 4,
+        ..config(256 * MIB)
+    };
+    let cache = Arc::new(DataCache::new(client.clone(), config));
+    let latency = Duration::from_millis(300);
+    client.set_latency(latency);
+    // Six sequential readers: their second read queues two 1 MiB read-ahead GETs each.
+    let mut readers = Vec::new();
+    for i in 0..6 {
+        let id = client.put(&format!("seq-{i}"), 64 * MIB);
+        readers.push(cache.open(id, 64 * MIB));
+    }
+    futures::future::join_all(readers.iter().map(|r| r.read(0, 4096))).await;
+    futures::future::join_all(readers.iter().map(|r| r.read(4096, 4096))).await;
+    assert_eq!(cache.stats().fetch.ahead_gets, 12);
+    // Let every read-ahead task queue for its request slot.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Twelve read-ahead GETs need four rounds of three; a random read must not wait for them.
+    let other = cache.open(client.put("random", 64 * MIB), 64 * MIB);
+    let started = std::time::Instant::now();
+    let got = other.read(40 * MIB, 4096).await.unwrap();
+    let waited = started.elapsed();
+    assert!(got[..] == client.expected("random", 40 * MIB..40 * MIB + 4096)[..]);
+    assert!(
+        waited < latency * 2 + latency / 2,
+        "random read waited {waited:?} behind read-ahead"
+    );
+    assert!(client.max_running() <= 4);
+}

@@ -16,7 +16,8 @@
 //!
 //! # Limits
 //!
-//! - At most `max_concurrency` GETs run at once (a global semaphore).
+//! - At most `max_concurrency` GETs run at once (a global semaphore), read-ahead at most three
+//!   quarters of them, so a reader waiting on a block always finds a free slot soon.
 //! - Every GET reserves its bytes from the [`budget::MemoryBudget`] first. Read-ahead uses
 //!   `try_reserve` at planning time: when the in-flight share of the budget is used up it issues
 //!   nothing more and tells the reader's window to shrink, instead of exceeding the budget.
@@ -49,6 +50,13 @@ use crate::object::{BlockIndex, BlockKey, ObjectId};
 
 use budget::{Charge, MemoryBudget, Reservation};
 use window::{block_byte_range, split_at_parts};
+
+/// Read-ahead GETs may use at most this share of `max_concurrency` (numerator over
+/// `READ_AHEAD_REQUEST_SHARE_DENOMINATOR`, at least one request): the rest is kept for GETs a
+/// reader is waiting on, so a random read is not queued behind other readers' read-ahead.
+pub const READ_AHEAD_REQUEST_SHARE_NUMERATOR: usize = 3;
+/// See [`READ_AHEAD_REQUEST_SHARE_NUMERATOR`].
+pub const READ_AHEAD_REQUEST_SHARE_DENOMINATOR: usize = 4;
 
 /// Where fetched blocks go. Implemented by the cache.
 pub trait BlockSink: Send + Sync + 'static {
@@ -200,6 +208,7 @@ pub struct Fetcher<C: ObjectClient> {
     sink: Arc<dyn BlockSink>,
     budget: Arc<MemoryBudget>,
     requests: Arc<Semaphore>,
+    ahead_requests: Arc<Semaphore>,
     block_size: u64,
     run_blocks: u64,
     in_flight: Arc<Mutex<InFlightMap>>,
@@ -223,6 +232,10 @@ impl<C: ObjectClient> Fetcher<C> {
             run_blocks: part_blocks.min(budget.max_reservation_blocks()),
             budget,
             requests: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+            ahead_requests: Arc::new(Semaphore::new(
+                (config.max_concurrency * READ_AHEAD_REQUEST_SHARE_NUMERATOR / READ_AHEAD_REQUEST_SHARE_DENOMINATOR)
+                    .max(1),
+            )),
             block_size,
             in_flight: Arc::new(Mutex::new(HashMap::new())),
             counters: Arc::new(Counters::default()),
@@ -336,6 +349,7 @@ impl<C: ObjectClient> Fetcher<C> {
                 sink: self.sink.clone(),
                 budget: self.budget.clone(),
                 requests: self.requests.clone(),
+                ahead_requests: self.ahead_requests.clone(),
                 in_flight: self.in_flight.clone(),
                 counters: self.counters.clone(),
                 object: object.clone(),
@@ -405,6 +419,7 @@ struct GetTask<C: ObjectClient> {
     sink: Arc<dyn BlockSink>,
     budget: Arc<MemoryBudget>,
     requests: Arc<Semaphore>,
+    ahead_requests: Arc<Semaphore>,
     in_flight: Arc<Mutex<InFlightMap>>,
     counters: Arc<Counters>,
     object: ObjectId,
@@ -445,6 +460,7 @@ impl<C: ObjectClient> GetTask<C> {
             rx: tx.subscribe(),
         };
         let nblocks = self.blocks.end - self.blocks.start;
+        let is_ahead = reservation.is_some();
         let reservation = match reservation {
             Some(r) => r,
             None => self.budget.reserve(nblocks).await,
@@ -455,7 +471,13 @@ impl<C: ObjectClient> GetTask<C> {
             .range(range.clone())
             .if_match(self.object.etag().clone());
         let result = {
-            // The semaphore is never closed; without a permit the GET still runs.
+            // Read-ahead first takes a permit of its share, then one of the total. The
+            // semaphores are never closed; without a permit the GET still runs.
+            let _ahead_permit = if is_ahead {
+                self.ahead_requests.acquire().await.ok()
+            } else {
+                None
+            };
             let _permit = self.requests.acquire().await.ok();
             self.counters.get_requests.fetch_add(1, Ordering::Relaxed);
             self.client.get_object(params).await
