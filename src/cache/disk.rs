@@ -27,15 +27,19 @@ use bytes::Bytes;
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 
-use crate::crc64;
 use crate::object::BlockKey;
 use crate::prefetch::budget::Charge;
+use crc::{CRC_64_XZ, Crc, Table};
 
 /// Name of the directory the tier owns inside `cache_dir`.
 pub const DISK_CACHE_SUBDIR: &str = "ossmount-cache";
 
 /// Blocks queued for writing at most (each holds its memory charge until written): 32 MiB.
 pub const MAX_PENDING_WRITES: usize = 32;
+
+/// CRC-64/XZ, the algorithm of `crate::crc64`, with slice-by-16 tables: every block read back
+/// from disk is checked in full, so the checksum must run at memory speed, not byte by byte.
+const BLOCK_CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_XZ);
 
 /// First bytes of every block file (format version 1).
 const MAGIC: &[u8; 8] = b"OSSMBLK1";
@@ -310,13 +314,13 @@ impl DiskShared {
         if self.lock().lru.contains(&key) {
             return;
         }
-        let encoded = encode(&key, data);
-        let bytes = encoded.len() as u64;
+        let header = encode_header(&key, data);
+        let bytes = (header.len() + data.len()) as u64;
         if bytes > self.capacity_bytes {
             return;
         }
         let file = self.file_for(&key);
-        if let Err(e) = write_file(&file, &encoded) {
+        if let Err(e) = write_file(&file, &header, data) {
             self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(file = %file.display(), error = %e, "disk cache write failed");
             return;
@@ -343,7 +347,7 @@ impl DiskShared {
     }
 }
 
-fn write_file(file: &Path, encoded: &[u8]) -> io::Result<()> {
+fn write_file(file: &Path, header: &[u8], data: &[u8]) -> io::Result<()> {
     if let Some(parent) = file.parent() {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
     }
@@ -354,7 +358,8 @@ fn write_file(file: &Path, encoded: &[u8]) -> io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    f.write_all(encoded)?;
+    f.write_all(header)?;
+    f.write_all(data)?;
     drop(f);
     fs::rename(&tmp, file)
 }
@@ -371,23 +376,26 @@ fn writer_loop(shared: Arc<DiskShared>, rx: Receiver<Job>) {
 }
 
 /// File layout: MAGIC, crc64 (u64 LE) of everything after it, key length (u32 LE), key, ETag
-/// length (u32 LE), ETag, block index (u64 LE), data length (u64 LE), data.
-fn encode(key: &BlockKey, data: &[u8]) -> Vec<u8> {
+/// length (u32 LE), ETag, block index (u64 LE), data length (u64 LE), data. Returns the header
+/// (everything before the data), so the data is written from the block without a copy.
+fn encode_header(key: &BlockKey, data: &[u8]) -> Vec<u8> {
     let k = key.object.key().as_bytes();
     let e = key.object.etag().as_str().as_bytes();
-    let mut body = Vec::with_capacity(4 + k.len() + 4 + e.len() + 16 + data.len());
-    body.extend_from_slice(&(k.len() as u32).to_le_bytes());
-    body.extend_from_slice(k);
-    body.extend_from_slice(&(e.len() as u32).to_le_bytes());
-    body.extend_from_slice(e);
-    body.extend_from_slice(&key.index.to_le_bytes());
-    body.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    body.extend_from_slice(data);
-    let mut out = Vec::with_capacity(16 + body.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&crc64::checksum(&body).to_le_bytes());
-    out.extend_from_slice(&body);
-    out
+    let mut rest = Vec::with_capacity(4 + k.len() + 4 + e.len() + 16);
+    rest.extend_from_slice(&(k.len() as u32).to_le_bytes());
+    rest.extend_from_slice(k);
+    rest.extend_from_slice(&(e.len() as u32).to_le_bytes());
+    rest.extend_from_slice(e);
+    rest.extend_from_slice(&key.index.to_le_bytes());
+    rest.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    let mut digest = BLOCK_CRC64.digest();
+    digest.update(&rest);
+    digest.update(data);
+    let mut header = Vec::with_capacity(16 + rest.len());
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&digest.finalize().to_le_bytes());
+    header.extend_from_slice(&rest);
+    header
 }
 
 /// Where the data of a block file is, if the file is intact and is the block `key`.
@@ -397,7 +405,7 @@ fn decode(raw: &[u8], key: &BlockKey) -> Option<std::ops::Range<usize>> {
         return None;
     }
     let crc = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
-    if crc64::checksum(raw.get(16..)?) != crc {
+    if BLOCK_CRC64.checksum(raw.get(16..)?) != crc {
         return None;
     }
     let klen = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
@@ -429,5 +437,57 @@ impl<'a> Reader<'a> {
         let s = self.raw.get(self.pos..self.pos.checked_add(n)?)?;
         self.pos += n;
         Some(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::{ETag, ObjectId};
+
+    fn key(index: u64) -> BlockKey {
+        BlockKey {
+            object: ObjectId::new("dir/file", ETag::new("\"abc\"")),
+            index,
+        }
+    }
+
+    fn encode(key: &BlockKey, data: &[u8]) -> Vec<u8> {
+        let mut raw = encode_header(key, data);
+        raw.extend_from_slice(data);
+        raw
+    }
+
+    #[test]
+    fn block_crc_is_the_oss_crc64() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 3) as u8).collect();
+        assert_eq!(BLOCK_CRC64.checksum(&data), crate::crc64::checksum(&data));
+        assert_eq!(BLOCK_CRC64.checksum(b"123456789"), 0x995d_c9bb_df19_39fa);
+    }
+
+    #[test]
+    fn decode_accepts_intact_and_rejects_damaged_or_foreign_files() {
+        let data = vec![7u8; 5000];
+        let raw = encode(&key(3), &data);
+        let range = decode(&raw, &key(3)).unwrap();
+        assert_eq!(&raw[range], &data[..]);
+        // Another block, another version or another key: never served.
+        assert!(decode(&raw, &key(4)).is_none());
+        let other_etag = BlockKey {
+            object: ObjectId::new("dir/file", ETag::new("\"abd\"")),
+            index: 3,
+        };
+        assert!(decode(&raw, &other_etag).is_none());
+        // Any flipped bit, truncation or extension is caught.
+        for pos in [0, 9, 20, raw.len() / 2, raw.len() - 1] {
+            let mut bad = raw.clone();
+            bad[pos] ^= 1;
+            assert!(decode(&bad, &key(3)).is_none(), "flip at {pos}");
+        }
+        assert!(decode(&raw[..raw.len() - 1], &key(3)).is_none());
+        let mut longer = raw.clone();
+        longer.push(0);
+        assert!(decode(&longer, &key(3)).is_none());
+        assert!(decode(&[], &key(3)).is_none());
     }
 }
