@@ -418,4 +418,42 @@ mod tests {
         }
         assert_eq!(ra.window_bytes(), INITIAL_WINDOW_BYTES);
     }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn plans_stay_within_object_and_window(
+                size in 0u64..(600 * MIB),
+                reads in proptest::collection::vec((0u64..(700 * MIB), 1u64..(2 * MIB), any::<bool>()), 1..80),
+            ) {
+                let part = 8 * MIB;
+                let mut ra = ReadAhead::new(part);
+                let mut offset_prev_end = 0u64;
+                for (offset, len, continue_on) in reads {
+                    // Mix sequential continuations with arbitrary jumps.
+                    let offset = if continue_on { offset_prev_end } else { offset };
+                    let plan = ra.on_read(offset, len, size);
+                    let last = block_count(size, MIB);
+                    if offset < size {
+                        let end = (offset + len).min(size);
+                        prop_assert_eq!(plan.demand.clone(), blocks_covering(offset, end, MIB));
+                    } else {
+                        prop_assert!(plan.demand.is_empty());
+                    }
+                    prop_assert!(plan.ahead.start >= plan.demand.end || plan.ahead.is_empty());
+                    prop_assert!(plan.ahead.end <= last.max(plan.ahead.start));
+                    prop_assert!(plan.ahead.end <= plan.demand.end + MAX_WINDOW_BYTES / MIB + part / MIB);
+                    if !plan.sequential {
+                        prop_assert!(plan.ahead.is_empty());
+                        prop_assert_eq!(ra.window_bytes(), INITIAL_WINDOW_BYTES);
+                    }
+                    prop_assert!(ra.window_bytes() >= INITIAL_WINDOW_BYTES && ra.window_bytes() <= MAX_WINDOW_BYTES);
+                    offset_prev_end = offset.saturating_add(len);
+                }
+            }
+        }
+    }
 }
