@@ -12,7 +12,8 @@
 //!
 //! **Tiers.** The memory tier is an LRU list of blocks. The optional disk tier
 //! (`cache_dir`, bounded by `cache_size_bytes`) keeps one CRC-64-checked file per block, written
-//! asynchronously by a writer thread, evicted LRU (see `disk`). A read looks in memory, then on
+//! asynchronously by a writer thread, evicted LRU (see `disk`); [`DataCache::try_new`] fails
+//! if it cannot be set up, [`DataCache::new`] logs that and runs from memory only. A read looks in memory, then on
 //! disk, then asks the prefetcher, which issues GETs (or joins GETs already in flight), and
 //! stitches the blocks (a read inside one block is a zero-copy slice).
 //!
@@ -27,7 +28,9 @@
 //! fit is not issued (the window halves) and reads that need bytes now wait for room. The
 //! memory tier evicts least recently used blocks whenever the total is over the limit. The
 //! ceiling is independent of the number of readers: 100 sequential readers share the same
-//! 128 MiB of in-flight room that one reader may use. Blocks are slices of the GET response
+//! 128 MiB of in-flight room that one reader may use. Read-ahead may also use only three
+//! quarters of the `max_concurrency` request slots, so a read that waits is never queued behind
+//! other readers' read-ahead. Blocks are slices of the GET response
 //! they came in; the response's charge lasts until its last block is dropped, so accounting
 //! follows real allocations.
 //!
@@ -79,6 +82,19 @@ pub struct DataCacheConfig {
     pub cache_dir: Option<PathBuf>,
     /// Ceiling of the disk tier (block files including headers).
     pub cache_size_bytes: u64,
+}
+
+impl DataCacheConfig {
+    /// The data-cache part of the mount configuration.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        DataCacheConfig {
+            part_size_bytes: config.transfer.part_size_bytes,
+            max_concurrency: config.transfer.max_concurrency,
+            memory_limit_bytes: config.cache.memory_limit_bytes,
+            cache_dir: config.cache.cache_dir.clone(),
+            cache_size_bytes: config.cache.cache_size_bytes,
+        }
+    }
 }
 
 impl Default for DataCacheConfig {
@@ -371,7 +387,10 @@ impl<C: ObjectClient> DataReader<C> {
         self.size
     }
 
-    /// Up to `len` bytes at `offset`; shorter only at the end of the object.
+    /// Up to `len` bytes at `offset`; shorter only at the end of the object. Safe to call
+    /// concurrently. Must run within a tokio runtime (GETs and disk reads are spawned tasks, so
+    /// a read that is abandoned still fills the cache). Fails with the client's error, e.g.
+    /// `PreconditionFailed` when the object no longer has this reader's ETag.
     pub async fn read(&self, offset: u64, len: usize) -> Result<Bytes, CacheError> {
         if offset >= self.size || len == 0 {
             return Ok(Bytes::new());
