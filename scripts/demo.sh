@@ -44,7 +44,7 @@ echo "osslocal at http://$ADDR"
 say "mounting demo-bucket/team-a through AssumeRole with 20-second tokens"
 export ALIBABA_CLOUD_ACCESS_KEY_ID=$AK ALIBABA_CLOUD_ACCESS_KEY_SECRET=$SK OSSMOUNT_ALLOW_SHORT_DURATION=1
 set -x
-"$TARGET/release/ossmount" demo-bucket/team-a "$MNT" --endpoint "http://$ADDR" --sts-endpoint "http://$ADDR" \
+"$TARGET/release/ossmount" demo-bucket/team-a "$MNT" --endpoint "http://$ADDR" --sts-endpoint "http://$ADDR" --region cn-hangzhou \
   --role-arn "$ROLE" --duration 20 --log-file "$WORK/ossmount.log" --log-level info
 set +x
 grep " $MNT " /proc/self/mountinfo | awk '{print "mounted:", $5, $(NF-1)}'

@@ -126,7 +126,7 @@ class Mount:
         self.path.mkdir(parents=True, exist_ok=True)
         self.logfile = Path(workdir) / f"{name}.log"
         args = [str(OSSMOUNT), f"{BUCKET}/{prefix}" if prefix else BUCKET, str(self.path),
-                "--endpoint", server.url, "--sts-endpoint", server.url,
+                "--endpoint", server.url, "--sts-endpoint", server.url, "--region", "cn-hangzhou",
                 "--log-file", str(self.logfile), "--log-level", "debug"]
         if role:
             args += ["--role-arn", role]

@@ -65,7 +65,7 @@ def _mount_fails(server, tmp_path, extra, env=None, expect=None):
     mp.mkdir(exist_ok=True)
     full_env = dict(os.environ, ALIBABA_CLOUD_ACCESS_KEY_ID=AK, ALIBABA_CLOUD_ACCESS_KEY_SECRET=SK)
     full_env.update(env or {})
-    r = subprocess.run([str(OSSMOUNT), BUCKET, str(mp), "--endpoint", server.url, "--sts-endpoint", server.url]
+    r = subprocess.run([str(OSSMOUNT), BUCKET, str(mp), "--endpoint", server.url, "--sts-endpoint", server.url, "--region", "cn-hangzhou"]
                        + extra, capture_output=True, text=True, timeout=90, env=full_env)
     assert r.returncode != 0, r
     assert not is_mounted(mp), "a failed mount left something mounted"
@@ -116,7 +116,7 @@ def test_wrong_secret(server, tmp_path):
 def test_missing_bucket(server, tmp_path):
     mp = tmp_path / "mp2"
     mp.mkdir()
-    r = subprocess.run([str(OSSMOUNT), "no-such-bucket", str(mp), "--endpoint", server.url],
+    r = subprocess.run([str(OSSMOUNT), "no-such-bucket", str(mp), "--endpoint", server.url, "--region", "cn-hangzhou"],
                        capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, ALIBABA_CLOUD_ACCESS_KEY_ID=AK, ALIBABA_CLOUD_ACCESS_KEY_SECRET=SK))
     assert r.returncode != 0 and "no-such-bucket" in r.stderr and not is_mounted(mp)
@@ -125,7 +125,7 @@ def test_missing_bucket(server, tmp_path):
 def test_unreachable_endpoint(tmp_path):
     mp = tmp_path / "mp3"
     mp.mkdir()
-    r = subprocess.run([str(OSSMOUNT), BUCKET, str(mp), "--endpoint", "http://127.0.0.1:9"],
+    r = subprocess.run([str(OSSMOUNT), BUCKET, str(mp), "--endpoint", "http://127.0.0.1:9", "--region", "cn-hangzhou"],
                        capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, ALIBABA_CLOUD_ACCESS_KEY_ID=AK, ALIBABA_CLOUD_ACCESS_KEY_SECRET=SK))
     assert r.returncode != 0 and not is_mounted(mp)
@@ -146,7 +146,7 @@ def test_sigterm_unmounts_cleanly(make_mount):
 
 
 def test_check_prints_and_exits(server, tmp_path):
-    r = subprocess.run([str(OSSMOUNT), BUCKET, str(tmp_path), "--endpoint", server.url, "--check"],
+    r = subprocess.run([str(OSSMOUNT), BUCKET, str(tmp_path), "--endpoint", server.url, "--region", "cn-hangzhou", "--check"],
                        capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, ALIBABA_CLOUD_ACCESS_KEY_ID=AK, ALIBABA_CLOUD_ACCESS_KEY_SECRET=SK))
     assert r.returncode == 0, r.stderr
