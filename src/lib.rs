@@ -11,3 +11,5 @@ pub mod object;
 pub mod retry;
 pub mod cache;
 pub mod prefetch;
+pub mod fs;
+pub mod fuse;
