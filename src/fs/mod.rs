@@ -214,6 +214,7 @@ pub struct OssFs<C: ObjectClient> {
     ctx: WriteCtx<C>,
     staging: Mutex<Option<Staging>>,
     mount_time: SystemTime,
+    copy_object_max_bytes: AtomicU64,
 }
 
 fn err(errno: i32, message: impl Into<String>) -> FsError {
@@ -291,7 +292,14 @@ impl<C: ObjectClient> OssFs<C> {
             staging: Mutex::new(Some(staging)),
             mount_time,
             config,
+            copy_object_max_bytes: AtomicU64::new(COPY_OBJECT_MAX_BYTES),
         })
+    }
+
+    /// Objects above this size are renamed with UploadPartCopy (default `COPY_OBJECT_MAX_BYTES`;
+    /// tests lower it).
+    pub fn set_copy_object_max_bytes(&self, bytes: u64) {
+        self.copy_object_max_bytes.store(bytes, Ordering::SeqCst);
     }
 
     pub fn config(&self) -> &FsConfig {
@@ -997,7 +1005,7 @@ impl<C: ObjectClient> OssFs<C> {
             };
             return Ok(self.client.put_symlink(params).await?);
         }
-        if size <= COPY_OBJECT_MAX_BYTES {
+        if size <= self.copy_object_max_bytes.load(Ordering::SeqCst) {
             let params = CopyObjectParams {
                 source_key: src.to_string(),
                 dest_key: dest.to_string(),
