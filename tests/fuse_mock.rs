@@ -1,0 +1,188 @@
+//! End to end through the kernel: `OssFs<MockClient>` mounted with FUSE on a temporary
+//! directory, driven with std::fs syscalls and ordinary tools (ls, cp, mv, rm, dd, truncate,
+//! ln, stat). Needs `/dev/fuse` and permission to mount (root, or `fusermount3` from the fuse3
+//! package); without them the test fails with a message saying so.
+//!
+//! The `Mounted` guard unmounts in `Drop` (also on panic): first through the session, then with
+//! `fusermount3 -u -z` as a fallback, so no stale mount is ever left behind.
+
+mod fs_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ossmount::client::mock::{MockClient, MockObject, MockOp, ramp_bytes};
+use ossmount::config::FuseConfig;
+use ossmount::fs::OssFs;
+use ossmount::fuse::session;
+
+struct Mounted {
+    dir: tempfile::TempDir,
+    session: Option<fuser::BackgroundSession>,
+    // Dropped after the session (field order): the filesystem's shutdown runs on it.
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Mounted {
+    fn new(mock: Arc<MockClient>) -> Self {
+        assert!(
+            Path::new("/dev/fuse").exists(),
+            "this test needs /dev/fuse (load the fuse module; apt-get install fuse3)"
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = fs_support::config("mnt/");
+        cfg.metadata_ttl = Some(Duration::from_secs(1));
+        cfg.negative_ttl = Duration::from_millis(200);
+        let fs = Arc::new(OssFs::new(mock, cfg).unwrap());
+        let fuse_cfg = FuseConfig {
+            threads: 2,
+            ..Default::default()
+        };
+        let session = session::mount(fs, rt.handle().clone(), dir.path(), &fuse_cfg, "ossmount:bucket/mnt/")
+            .unwrap_or_else(|e| panic!("mounting FUSE failed (needs root or fusermount3): {e}"));
+        Mounted {
+            dir,
+            session: Some(session),
+            rt: Some(rt),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            if let Err(e) = session.umount_and_join() {
+                eprintln!("unmount through the session failed: {e}");
+            }
+        }
+        // Belt and braces: never leave a stale mount behind, even after a panic above.
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(self.dir.path())
+            .output();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+fn sh(cwd: &Path, cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).current_dir(cwd).output().unwrap();
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn ordinary_tools_work_on_a_mock_mount() {
+    let mock = fs_support::mock();
+    mock.add_object("mnt/existing.bin", MockObject::ramp(3, 300_000));
+    mock.add_object("mnt/docs/readme.txt", MockObject::from_bytes(b"read me\n".to_vec()));
+    mock.add_object("outside/secret", MockObject::constant(1, 10));
+    let m = Mounted::new(mock.clone());
+    let root = m.dir.path().to_path_buf();
+
+    // Listing and reading what was already there (the prefix is the root; nothing outside).
+    let ls = sh(&root, "ls -la");
+    assert!(ls.contains("existing.bin") && ls.contains("docs"), "{ls}");
+    assert!(!ls.contains("outside"), "{ls}");
+    assert_eq!(std::fs::read(m.path("existing.bin")).unwrap(), ramp_bytes(3, 300_000));
+    assert_eq!(std::fs::read_to_string(m.path("docs/readme.txt")).unwrap(), "read me\n");
+    let lists = mock.op_count(MockOp::ListObjects);
+    assert!(lists <= 6, "listing took {lists} list requests");
+
+    // Write, read back, and find it in the bucket.
+    std::fs::write(m.path("hello.txt"), b"hello fuse").unwrap();
+    assert_eq!(std::fs::read(m.path("hello.txt")).unwrap(), b"hello fuse");
+    assert_eq!(&mock.object_data("mnt/hello.txt").unwrap()[..], b"hello fuse");
+
+    // Directories, cp -r, mv, rm -r.
+    sh(
+        &root,
+        "mkdir -p a/b/c && echo one > a/1 && echo two > a/b/2 && echo three > a/b/c/3",
+    );
+    sh(&root, "cp -r a copy && diff -r a copy");
+    sh(&root, "mv copy moved && test ! -e copy && test -f moved/b/c/3");
+    assert_eq!(&mock.object_data("mnt/moved/b/c/3").unwrap()[..], b"three\n");
+    assert!(!mock.contains_key("mnt/copy/1"));
+    sh(&root, "rm -r moved && test ! -e moved");
+    assert!(
+        mock.keys().iter().all(|k| !k.starts_with("mnt/moved")),
+        "{:?}",
+        mock.keys()
+    );
+    let err = Command::new("rmdir").arg("a").current_dir(&root).output().unwrap();
+    assert!(!err.status.success(), "rmdir of a non-empty directory must fail");
+
+    // A large sequential write with dd goes up as a multipart upload.
+    sh(&root, "dd if=/dev/urandom of=big bs=64k count=40 status=none");
+    let local = std::fs::read(m.path("big")).unwrap();
+    assert_eq!(local.len(), 40 * 64 * 1024);
+    assert_eq!(mock.object_data("mnt/big").unwrap(), local);
+    assert!(mock.op_count(MockOp::CompleteMultipartUpload) >= 1);
+
+    // truncate, append, overwrite in place.
+    sh(&root, "truncate -s 100 big");
+    assert_eq!(std::fs::metadata(m.path("big")).unwrap().len(), 100);
+    assert_eq!(mock.object_data("mnt/big").unwrap(), local[..100]);
+    sh(&root, "echo more >> hello.txt");
+    assert_eq!(std::fs::read(m.path("hello.txt")).unwrap(), b"hello fusemore\n");
+    sh(
+        &root,
+        "printf XY | dd of=hello.txt bs=1 seek=2 conv=notrunc status=none",
+    );
+    assert_eq!(&mock.object_data("mnt/hello.txt").unwrap()[..], b"heXYo fusemore\n");
+
+    // Symlinks.
+    sh(&root, "ln -s hello.txt link && test -L link");
+    assert_eq!(std::fs::read_link(m.path("link")).unwrap(), Path::new("hello.txt"));
+    assert_eq!(std::fs::read(m.path("link")).unwrap(), b"heXYo fusemore\n");
+
+    // chmod and touch -d (utimens) persist as metadata; rename over an existing file.
+    sh(&root, "chmod 600 hello.txt && touch -d @1500000000 hello.txt");
+    let meta = mock.object("mnt/hello.txt").unwrap().user_meta;
+    assert_eq!(meta["mode"], (libc::S_IFREG | 0o600).to_string());
+    assert_eq!(meta["mtime"], "1500000000");
+    let stat = sh(&root, "stat -c '%a %Y' hello.txt");
+    assert_eq!(stat.trim(), "600 1500000000");
+    sh(&root, "echo new > other && mv other hello.txt && test ! -e other");
+    assert_eq!(std::fs::read_to_string(m.path("hello.txt")).unwrap(), "new\n");
+
+    // touch creates an empty object; hard links are refused.
+    sh(&root, "touch empty");
+    assert_eq!(mock.object_data("mnt/empty").unwrap().len(), 0);
+    let ln = Command::new("ln")
+        .args(["empty", "hard"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(!ln.status.success());
+
+    // find sees everything without per-entry requests beyond the listings.
+    let found = sh(&root, "find . | sort");
+    for want in ["./a/b/c/3", "./docs/readme.txt", "./empty", "./link", "./big"] {
+        assert!(
+            found.lines().any(|l| l == want),
+            "{want} missing from find output:\n{found}"
+        );
+    }
+    drop(m);
+    assert!(mock.in_progress_uploads().is_empty());
+}
