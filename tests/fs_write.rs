@@ -410,3 +410,21 @@ async fn shutdown_uploads_open_files_and_removes_private_staging() {
     assert_eq!(&m.object_data("open").unwrap()[..], b"pending");
     assert!(!staging.exists());
 }
+
+#[tokio::test]
+async fn create_over_an_unseen_existing_file_honours_o_trunc() {
+    let m = mock();
+    let fs = new_fs(m.clone(), "");
+    // The name is not cached, the object appears, then create(O_CREAT|O_TRUNC) arrives.
+    m.add_object("raced", MockObject::from_bytes(b"old content".to_vec()));
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+    let (e, o) = fs.create(ROOT, name("raced"), 0o644, 0, flags, 0, 0).await.unwrap();
+    fs.write(e.attr.ino.0, o.fh, 0, b"new").await.unwrap();
+    fs.release(e.attr.ino.0, o.fh).await.unwrap();
+    assert_eq!(&m.object_data("raced").unwrap()[..], b"new");
+    let err = fs
+        .create(ROOT, name("raced"), 0o644, 0, flags | libc::O_EXCL, 0, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::EEXIST);
+}

@@ -448,6 +448,27 @@ impl InodeTable {
             .collect()
     }
 
+    /// Drop inodes nobody references (no kernel lookups, not local, not in `busy`) whose
+    /// attributes expired; returns how many were dropped.
+    pub fn prune_unreferenced(&self, ttl: Option<Duration>, busy: &[u64]) -> usize {
+        let mut inner = self.lock();
+        let doomed: Vec<(u64, String, bool)> = inner
+            .inodes
+            .values()
+            .filter(|i| {
+                i.ino != ROOT_INO && i.lookups == 0 && !i.local_only && !i.is_fresh(ttl) && !busy.contains(&i.ino)
+            })
+            .map(|i| (i.ino, i.path.clone(), i.detached))
+            .collect();
+        for (ino, path, detached) in &doomed {
+            inner.inodes.remove(ino);
+            if !detached && inner.by_path.get(path) == Some(ino) {
+                inner.by_path.remove(path);
+            }
+        }
+        doomed.len()
+    }
+
     /// Number of inodes (for tests and metrics).
     pub fn len(&self) -> usize {
         self.lock().inodes.len()
@@ -578,6 +599,51 @@ mod tests {
         assert_eq!(t.by_path("e").map(|i| i.ino), Some(d.ino));
         assert!(t.by_path("d").is_none());
         assert!(t.is_negative("d"));
+    }
+
+    #[test]
+    fn prune_keeps_referenced_and_fresh_inodes() {
+        let t = InodeTable::new(SystemTime::now());
+        let kept = t.upsert(
+            ROOT_INO,
+            "",
+            "looked",
+            Found {
+                kind: Kind::File,
+                stat: stat(1, "a"),
+            },
+            true,
+        );
+        let listed = t.upsert(
+            ROOT_INO,
+            "",
+            "listed",
+            Found {
+                kind: Kind::File,
+                stat: stat(1, "b"),
+            },
+            false,
+        );
+        let busy = t.upsert(
+            ROOT_INO,
+            "",
+            "busy",
+            Found {
+                kind: Kind::File,
+                stat: stat(1, "c"),
+            },
+            false,
+        );
+        assert_eq!(
+            t.prune_unreferenced(Some(Duration::from_secs(60)), &[]),
+            0,
+            "fresh entries stay"
+        );
+        assert_eq!(t.prune_unreferenced(Some(Duration::ZERO), &[busy.ino]), 1);
+        assert!(t.get(listed.ino).is_none());
+        assert!(t.by_path("listed").is_none());
+        assert!(t.get(kept.ino).is_some());
+        assert!(t.get(busy.ino).is_some());
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub const INDEFINITE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 pub const LOOKUP_LIST_KEYS: usize = 32;
 /// Entries returned by one readdir call (the kernel asks again from the next offset).
 pub const READDIR_BATCH_ENTRIES: usize = 256;
+/// Above this many inodes, opendir drops those the kernel holds no reference to and whose
+/// attributes have expired (they were only seen in listings).
+pub const INODE_SOFT_LIMIT: usize = 1_000_000;
 /// Multipart parts of one streaming writer in flight at once.
 pub const MAX_PARTS_IN_FLIGHT_PER_WRITER: usize = 4;
 /// Objects larger than this are copied with UploadPartCopy instead of CopyObject.
@@ -424,7 +427,7 @@ impl<C: ObjectClient> OssFs<C> {
                     .max_keys(LOOKUP_LIST_KEYS),
             )
             .await?;
-        let mut is_dir = page.common_prefixes.iter().any(|p| *p == dir_key);
+        let mut is_dir = page.common_prefixes.contains(&dir_key);
         if !is_dir && page.next_continuation_token.is_some() {
             let last_object = page.objects.last().map(|o| o.key.as_str());
             let last_prefix = page.common_prefixes.last().map(|p| p.as_str());
@@ -1285,9 +1288,21 @@ impl<C: ObjectClient> OssFs<C> {
             if existing.kind == Kind::Dir {
                 return Err(err(libc::EISDIR, format!("{path} is a directory")));
             }
-            // Lost a race with another creator: open what is there.
-            self.inodes.add_lookup(existing.ino);
+            // Lost a race with another creator: open what is there (O_TRUNC included, which
+            // the kernel does not send separately for a create).
             let opened = self.open(existing.ino, flags).await?;
+            if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
+                let set = SetAttr {
+                    size: Some(0),
+                    fh: Some(opened.fh),
+                    ..Default::default()
+                };
+                if let Err(e) = self.setattr(existing.ino, set).await {
+                    let _ = self.release(existing.ino, opened.fh).await;
+                    return Err(e);
+                }
+            }
+            self.inodes.add_lookup(existing.ino);
             return Ok((self.entry_of(&self.inode(existing.ino)?), opened));
         }
         let attrs = self.new_meta(Kind::File, mode & !umask, uid, gid);
@@ -1445,6 +1460,11 @@ impl<C: ObjectClient> OssFs<C> {
 
     pub async fn opendir(&self, ino: u64) -> Result<Opened, FsError> {
         let inode = self.dir_inode(ino)?;
+        if self.inodes.len() > INODE_SOFT_LIMIT {
+            let busy: Vec<u64> = lock(&self.writers).keys().copied().collect();
+            let removed = self.inodes.prune_unreferenced(self.config.metadata_ttl, &busy);
+            debug!(removed, "pruned inodes without kernel references");
+        }
         let fh = self.new_fh();
         let snapshot = DirSnapshot::new(self.key(&inode.path, Kind::Dir));
         lock(&self.dirs).insert(
