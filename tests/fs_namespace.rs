@@ -477,3 +477,25 @@ async fn statfs_reports_large_numbers() {
     assert_eq!(s.bfree, s.blocks);
     assert_eq!(s.namelen, 255);
 }
+
+#[tokio::test]
+async fn directory_wins_over_a_file_of_the_same_name_across_listing_pages() {
+    let m = mock();
+    m.add_object("same", MockObject::constant(1, 1));
+    for i in 0..1500 {
+        m.add_object(&format!("same-{i:04}"), MockObject::constant(1, 1));
+    }
+    m.add_object("same/child", MockObject::constant(1, 1));
+    m.add_object("zzz", MockObject::constant(1, 1));
+    let fs = new_fs(m.clone(), "");
+    let names = list(&fs, ROOT).await.unwrap();
+    assert_eq!(names.len(), 1502, "1500 + same + zzz");
+    assert_eq!(names.iter().filter(|n| *n == "same").count(), 1);
+    let e = fs.lookup(ROOT, name("same")).await.unwrap();
+    assert_eq!(e.attr.kind, FileType::Directory);
+    assert_eq!(
+        m.op_count(MockOp::ListObjects),
+        2,
+        "two pages, lookup answered from the listing"
+    );
+}

@@ -186,3 +186,71 @@ fn ordinary_tools_work_on_a_mock_mount() {
     drop(m);
     assert!(mock.in_progress_uploads().is_empty());
 }
+
+#[test]
+fn rsync_tar_git_and_editors_work_on_a_mock_mount() {
+    let mock = fs_support::mock();
+    let m = Mounted::new(mock.clone());
+    let root = m.dir.path().to_path_buf();
+    let src = tempfile::tempdir().unwrap();
+    let s = src.path();
+    sh(
+        s,
+        "mkdir -p tree/sub && echo alpha > tree/a && head -c 300000 /dev/urandom > tree/sub/blob",
+    );
+    sh(
+        s,
+        "chmod 640 tree/a && touch -d '2020-01-02 03:04:05.123456789' tree/a && ln -s a tree/link",
+    );
+
+    // rsync -a copies, and a second run finds nothing to do (mtime, mode, size preserved).
+    let dst = root.join("mirror");
+    sh(s, &format!("rsync -a tree/ {}/", dst.display()));
+    sh(s, &format!("diff -r tree {}", dst.display()));
+    let again = sh(s, &format!("rsync -a --itemize-changes tree/ {}/", dst.display()));
+    assert!(again.trim().is_empty(), "second rsync transferred: {again}");
+    let st = sh(&root, "stat -c '%a %y' mirror/a");
+    assert!(st.starts_with("640 2020-01-02 03:04:05.123456789"), "{st}");
+
+    // tar in and out.
+    sh(s, &format!("tar -cf {}/t.tar -C tree .", root.display()));
+    sh(
+        &root,
+        "mkdir untarred && tar -xf t.tar -C untarred && diff -r untarred mirror",
+    );
+
+    // git: init, commit, status, log.
+    sh(
+        &root,
+        "mkdir repo && cd repo && git init -q && git config user.email t@e && git config user.name t",
+    );
+    sh(
+        &root,
+        "cd repo && echo 'fn main() {}' > main.rs && git add main.rs && git commit -qm first",
+    );
+    sh(&root, "cd repo && echo '// more' >> main.rs && git commit -qam second");
+    let log = sh(&root, "cd repo && git log --oneline | wc -l");
+    assert_eq!(log.trim(), "2");
+    let status = sh(&root, "cd repo && git status --porcelain");
+    assert!(status.trim().is_empty(), "{status}");
+
+    // An editor's save: write a temp file, fsync, rename over the original.
+    sh(&root, "printf 'v1\\n' > doc.txt");
+    sh(
+        &root,
+        "printf 'v2\\n' > .doc.txt.swp && sync .doc.txt.swp && mv .doc.txt.swp doc.txt",
+    );
+    assert_eq!(std::fs::read_to_string(m.path("doc.txt")).unwrap(), "v2\n");
+    // vim in ex mode edits in place (swap file with random writes, then writes the file).
+    sh(&root, "vim -Nu NONE -i NONE -es -c 's/v2/v3/' -c 'wq' doc.txt");
+    assert_eq!(std::fs::read_to_string(m.path("doc.txt")).unwrap(), "v3\n");
+    assert_eq!(&mock.object_data("mnt/doc.txt").unwrap()[..], b"v3\n");
+    assert_eq!(mock.object_data("mnt/mirror/sub/blob").unwrap().len(), 300_000);
+    assert!(mock.contains_key("mnt/repo/.git/HEAD"));
+    assert_eq!(
+        mock.object("mnt/mirror/link").unwrap().symlink_target.as_deref(),
+        Some("a")
+    );
+    drop(m);
+    assert!(mock.in_progress_uploads().is_empty());
+}
