@@ -428,3 +428,60 @@ async fn create_over_an_unseen_existing_file_honours_o_trunc() {
         .unwrap_err();
     assert_eq!(err.errno(), libc::EEXIST);
 }
+
+#[tokio::test]
+async fn chmod_and_rename_of_a_file_open_for_writing_keep_later_writes_working() {
+    let m = mock();
+    m.add_object("f", MockObject::from_bytes(b"0123456789".to_vec()));
+    let fs = new_fs(m.clone(), "");
+    let f = lookup_ino(&fs, ROOT, "f").await.unwrap();
+    let o = fs.open(f, libc::O_RDWR).await.unwrap();
+    // Metadata change rewrites the object (new ETag) while the file is open but unmodified.
+    fs.setattr(
+        f,
+        SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    fs.rename(ROOT, name("f"), ROOT, name("g"), 0).await.unwrap();
+    fs.write(f, o.fh, 2, b"ab").await.unwrap();
+    fs.release(f, o.fh).await.unwrap();
+    assert!(!m.contains_key("f"));
+    let g = m.object("g").unwrap();
+    assert_eq!(&g.data[..], b"01ab456789");
+    assert_eq!(g.user_meta["mode"], (libc::S_IFREG | 0o600).to_string());
+
+    // The same below a renamed directory.
+    fs.mkdir(ROOT, name("d"), 0o755, 0, 0, 0).await.unwrap();
+    let d = lookup_ino(&fs, ROOT, "d").await.unwrap();
+    write_file(&fs, d, "x", b"hello").await.unwrap();
+    let x = lookup_ino(&fs, d, "x").await.unwrap();
+    let o = fs.open(x, libc::O_WRONLY).await.unwrap();
+    fs.rename(ROOT, name("d"), ROOT, name("e"), 0).await.unwrap();
+    fs.write(x, o.fh, 5, b" world").await.unwrap();
+    fs.release(x, o.fh).await.unwrap();
+    assert_eq!(&m.object_data("e/x").unwrap()[..], b"hello world");
+    assert!(!m.contains_key("d/x"));
+}
+
+#[tokio::test]
+async fn times_of_the_mount_root_can_be_set() {
+    let m = mock();
+    let fs = new_fs(m.clone(), "p/");
+    let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    let a = fs
+        .setattr(
+            ROOT,
+            SetAttr {
+                mtime: Some(t),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.attr.mtime, t);
+    assert_eq!(m.write_ops(), 0, "kept in memory: the root has no object");
+}

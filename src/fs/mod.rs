@@ -709,18 +709,24 @@ impl<C: ObjectClient> OssFs<C> {
             if attrs.mtime.is_none() {
                 attrs.mtime = Some(inode.stat.last_modified);
             }
-            let slot = self.writer_slot(ino);
-            let mut persisted_by_writer = false;
-            if let Some(slot) = &slot {
-                let mut writer = slot.writer.lock().await;
-                writer.meta = attrs.clone();
-                if req.mtime.is_some() {
-                    writer.explicit_mtime = true;
+            match self.writer_slot(ino) {
+                Some(slot) => {
+                    // Held while persisting, so the writer's base follows the new ETag.
+                    let mut writer = slot.writer.lock().await;
+                    writer.meta = attrs.clone();
+                    if req.mtime.is_some() {
+                        writer.explicit_mtime = true;
+                    }
+                    // Pending data: the attributes go up with it (one request, as `cp -p` wants).
+                    if !writer.is_dirty() {
+                        if let Some(etag) = self.persist_meta(&inode, &attrs).await? {
+                            writer.rebase(None, etag);
+                        }
+                    }
                 }
-                persisted_by_writer = writer.is_dirty();
-            }
-            if !persisted_by_writer {
-                self.persist_meta(&inode, &attrs).await?;
+                None => {
+                    self.persist_meta(&inode, &attrs).await?;
+                }
             }
             inode = self
                 .inodes
@@ -741,10 +747,11 @@ impl<C: ObjectClient> OssFs<C> {
         })
     }
 
-    /// Store POSIX attributes of an existing object (no open writer with pending data).
-    async fn persist_meta(&self, inode: &Inode, attrs: &MetaAttrs) -> Result<(), FsError> {
+    /// Store POSIX attributes of an existing object (no open writer with pending data); returns
+    /// the file's new ETag.
+    async fn persist_meta(&self, inode: &Inode, attrs: &MetaAttrs) -> Result<Option<ETag>, FsError> {
         if inode.local_only || inode.detached {
-            return Ok(());
+            return Ok(None);
         }
         let key = self.key(&inode.path, inode.kind);
         match inode.kind {
@@ -758,9 +765,13 @@ impl<C: ObjectClient> OssFs<C> {
                     i.stat.meta_etag = Some(etag.clone());
                     i.stat.size = head.size;
                 });
+                return Ok(Some(etag));
             }
             Kind::Dir if inode.ino == ROOT_INO => {
-                return Err(err(libc::EPERM, "the mount root's attributes cannot be changed"));
+                // The mount root has no object of its own (the prefix may not even have a
+                // marker): keep the change for this mount only, so `rsync -a src/ mnt/` and
+                // `touch mnt` succeed.
+                debug!("attributes of the mount root are kept in memory only");
             }
             Kind::Dir => {
                 let mut meta = match self.client.head_object(&key).await {
@@ -791,7 +802,7 @@ impl<C: ObjectClient> OssFs<C> {
                 });
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     pub async fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
@@ -1126,6 +1137,9 @@ impl<C: ObjectClient> OssFs<C> {
                     .copy_object(&from_key, &to_key, src.kind, src.stat.etag.as_ref(), src.stat.size)
                     .await?;
                 self.client.delete_object(&from_key).await?;
+                if let Some(slot) = self.writer_slot(src.ino) {
+                    slot.writer.lock().await.rebase(Some(to_key.clone()), new_etag.clone());
+                }
                 let old_etag = src.stat.etag.clone();
                 self.inodes.update(src.ino, |i| {
                     if i.stat.meta_etag.is_some() && i.stat.meta_etag == old_etag {
@@ -1160,10 +1174,12 @@ impl<C: ObjectClient> OssFs<C> {
     async fn rename_dir(&self, from: &str, to: &str) -> Result<(), FsError> {
         // Flush pending writes of files below, so their content moves too.
         let open: Vec<(u64, Arc<WriterSlot<C>>)> = lock(&self.writers).iter().map(|(i, s)| (*i, s.clone())).collect();
+        let mut below = Vec::new();
         for (ino, slot) in open {
             if let Some(inode) = self.inodes.get(ino) {
                 if inode.path.starts_with(&format!("{from}/")) {
                     self.flush_writer(ino, &slot).await?;
+                    below.push((self.key(&inode.path, Kind::File), slot));
                 }
             }
         }
@@ -1186,7 +1202,7 @@ impl<C: ObjectClient> OssFs<C> {
                 break;
             }
         }
-        let results: Vec<Result<ETag, FsError>> = futures::stream::iter(keys.iter())
+        let results: Vec<Result<(String, String, ETag), FsError>> = futures::stream::iter(keys.iter())
             .map(|o| {
                 let dest = format!("{to_key}{}", &o.key[from_key.len()..]);
                 let kind = if o.object_type == ObjectType::Symlink {
@@ -1194,13 +1210,24 @@ impl<C: ObjectClient> OssFs<C> {
                 } else {
                     Kind::File
                 };
-                async move { self.copy_object(&o.key, &dest, kind, Some(&o.etag), o.size).await }
+                async move {
+                    let etag = self.copy_object(&o.key, &dest, kind, Some(&o.etag), o.size).await?;
+                    Ok((o.key.clone(), dest, etag))
+                }
             })
             .buffer_unordered(self.config.max_concurrency.max(1))
             .collect()
             .await;
+        let mut copied = HashMap::new();
         for r in results {
-            r.map_err(|e| e.context(format!("renaming {from} to {to}: copying")))?;
+            let (src, dest, etag) = r.map_err(|e| e.context(format!("renaming {from} to {to}: copying")))?;
+            copied.insert(src, (dest, etag));
+        }
+        // Files open below keep working on the copies.
+        for (key, slot) in below {
+            if let Some((dest, etag)) = copied.get(&key) {
+                slot.writer.lock().await.rebase(Some(dest.clone()), etag.clone());
+            }
         }
         let all: Vec<String> = keys.into_iter().map(|o| o.key).collect();
         for chunk in all.chunks(MAX_DELETE_KEYS) {

@@ -150,6 +150,18 @@ impl<C: ObjectClient> FileWriter<C> {
         }
     }
 
+    /// The base object was copied or its metadata rewritten: same bytes, new ETag (and key,
+    /// after a rename).
+    pub fn rebase(&mut self, key: Option<String>, etag: ETag) {
+        if let Some(base) = &mut self.base {
+            if let Some(key) = key {
+                base.key = key;
+            }
+            base.etag = etag;
+            self.reader = None;
+        }
+    }
+
     /// The last upload's result, once.
     pub fn take_uploaded(&mut self) -> Option<Uploaded> {
         self.uploaded.take()
