@@ -485,3 +485,32 @@ async fn times_of_the_mount_root_can_be_set() {
     assert_eq!(a.attr.mtime, t);
     assert_eq!(m.write_ops(), 0, "kept in memory: the root has no object");
 }
+
+#[tokio::test]
+async fn open_readers_stay_pinned_unless_the_change_is_ours() {
+    let m = mock();
+    m.add_object("f", MockObject::ramp(1, 100));
+    m.add_object("d/g", MockObject::ramp(2, 100));
+    let mut cfg = config("");
+    cfg.metadata_ttl = Some(std::time::Duration::ZERO);
+    let fs = ossmount::fs::OssFs::new(m.clone(), cfg).unwrap();
+    let f = lookup_ino(&fs, ROOT, "f").await.unwrap();
+    let o = fs.open(f, libc::O_RDONLY).await.unwrap();
+    assert_eq!(&fs.read(f, o.fh, 0, 4).await.unwrap()[..], &ramp_bytes(1, 4)[..]);
+    // Another client replaces the object; a getattr learns the new ETag.
+    m.add_object("f", MockObject::ramp(9, 100));
+    fs.getattr(f, None).await.unwrap();
+    assert_eq!(fs.read(f, o.fh, 4, 4).await.unwrap_err().errno(), libc::ESTALE);
+    fs.release(f, o.fh).await.unwrap();
+
+    // Our own renames move open readers along.
+    let d = lookup_ino(&fs, ROOT, "d").await.unwrap();
+    let g = lookup_ino(&fs, d, "g").await.unwrap();
+    let o = fs.open(g, libc::O_RDONLY).await.unwrap();
+    fs.rename(ROOT, name("d"), ROOT, name("e"), 0).await.unwrap();
+    assert_eq!(&fs.read(g, o.fh, 0, 100).await.unwrap()[..], &ramp_bytes(2, 100)[..]);
+    let e = lookup_ino(&fs, ROOT, "e").await.unwrap();
+    fs.rename(e, name("g"), ROOT, name("h"), 0).await.unwrap();
+    assert_eq!(&fs.read(g, o.fh, 50, 50).await.unwrap()[..], &ramp_bytes(2, 100)[50..]);
+    fs.release(g, o.fh).await.unwrap();
+}

@@ -143,6 +143,9 @@ pub struct Inode {
     pub last_open_etag: Option<ETag>,
     /// The cached attributes are known to be outdated (moved by a directory rename).
     pub stale: bool,
+    /// The last ETag this mount produced itself (upload, copy, metadata rewrite): open handles
+    /// follow such a change, but stay pinned to their version when someone else changed it.
+    pub own_etag: Option<ETag>,
 }
 
 impl Inode {
@@ -194,6 +197,7 @@ impl InodeTable {
             symlink_target: None,
             last_open_etag: None,
             stale: false,
+            own_etag: None,
         };
         let mut inodes = HashMap::new();
         inodes.insert(ROOT_INO, root);
@@ -221,6 +225,11 @@ impl InodeTable {
     pub fn by_path(&self, path: &str) -> Option<Inode> {
         let inner = self.lock();
         inner.by_path.get(path).and_then(|ino| inner.inodes.get(ino)).cloned()
+    }
+
+    /// Look at an inode without copying it.
+    pub fn with<R>(&self, ino: u64, f: impl FnOnce(&Inode) -> R) -> Option<R> {
+        self.lock().inodes.get(&ino).map(f)
     }
 
     /// Modify an inode in place; returns the modified copy.
@@ -318,6 +327,7 @@ impl InodeTable {
             symlink_target: None,
             last_open_etag: None,
             stale: false,
+            own_etag: None,
         };
         inner.by_path.insert(path, ino);
         inner.inodes.insert(ino, inode.clone());

@@ -606,6 +606,7 @@ impl<C: ObjectClient> OssFs<C> {
                 i.stat.last_modified = up.time;
                 i.stat.meta = MetaAttrs::from_user_meta(&up.user_meta);
                 i.stat.meta_etag = Some(up.etag.clone());
+                i.own_etag = Some(up.etag.clone());
                 i.local_only = false;
                 i.validated = std::time::Instant::now();
             });
@@ -763,6 +764,7 @@ impl<C: ObjectClient> OssFs<C> {
                 self.inodes.update(inode.ino, |i| {
                     i.stat.etag = Some(etag.clone());
                     i.stat.meta_etag = Some(etag.clone());
+                    i.own_etag = Some(etag.clone());
                     i.stat.size = head.size;
                 });
                 return Ok(Some(etag));
@@ -1120,8 +1122,9 @@ impl<C: ObjectClient> OssFs<C> {
                 (false, false) => {}
             }
         }
+        let mut copied_below = HashMap::new();
         if src.kind == Kind::Dir {
-            self.rename_dir(&from, &to).await?;
+            copied_below = self.rename_dir(&from, &to).await?;
         } else {
             // Data written but not uploaded goes up under the old name first, so the copy
             // carries it.
@@ -1145,6 +1148,7 @@ impl<C: ObjectClient> OssFs<C> {
                     if i.stat.meta_etag.is_some() && i.stat.meta_etag == old_etag {
                         i.stat.meta_etag = Some(new_etag.clone());
                     }
+                    i.own_etag = Some(new_etag.clone());
                     i.stat.etag = Some(new_etag);
                 });
             }
@@ -1165,13 +1169,29 @@ impl<C: ObjectClient> OssFs<C> {
             src_kind == Kind::Dir,
             self.config.negative_ttl,
         );
+        // Known objects below a renamed directory: same bytes, new key and ETag.
+        for (dest_key, etag) in copied_below.into_values() {
+            let Some(path) = dest_key.strip_prefix(&self.config.prefix) else {
+                continue;
+            };
+            if let Some(inode) = self.inodes.by_path(path) {
+                self.inodes.update(inode.ino, |i| {
+                    if i.stat.meta_etag.is_some() && i.stat.meta_etag == i.stat.etag {
+                        i.stat.meta_etag = Some(etag.clone());
+                    }
+                    i.stat.etag = Some(etag.clone());
+                    i.own_etag = Some(etag);
+                    i.stale = false;
+                });
+            }
+        }
         Ok(())
     }
 
     /// Copy every key under `from/` to `to/` (bounded concurrency), then delete the sources.
     /// Not atomic: a failure part-way leaves both trees partly populated (never data loss: the
     /// sources are deleted only after every copy succeeded).
-    async fn rename_dir(&self, from: &str, to: &str) -> Result<(), FsError> {
+    async fn rename_dir(&self, from: &str, to: &str) -> Result<HashMap<String, (String, ETag)>, FsError> {
         // Flush pending writes of files below, so their content moves too.
         let open: Vec<(u64, Arc<WriterSlot<C>>)> = lock(&self.writers).iter().map(|(i, s)| (*i, s.clone())).collect();
         let mut below = Vec::new();
@@ -1239,7 +1259,7 @@ impl<C: ObjectClient> OssFs<C> {
                 ));
             }
         }
-        Ok(())
+        Ok(copied)
     }
 
     fn new_fh(&self) -> u64 {
@@ -1380,16 +1400,25 @@ impl<C: ObjectClient> OssFs<C> {
             self.after_writer(ino, &slot, &mut writer);
             return r;
         }
-        let inode = self.inode(ino)?;
+        let (current, own, local_only, object_size) = self
+            .inodes
+            .with(ino, |i| {
+                (i.stat.etag.clone(), i.own_etag.clone(), i.local_only, i.stat.size)
+            })
+            .ok_or_else(|| err(libc::ENOENT, format!("inode {ino} unknown")))?;
         let reader = {
             let mut guard = lock(&handle.reader);
-            match (&*guard, &inode.stat.etag) {
+            match (&*guard, &current) {
                 (Some((etag, r)), Some(current)) if etag == current => Some(r.clone()),
+                // Changed by someone else: stay on the version seen at open (reads of a
+                // replaced object then fail with ESTALE rather than mix two versions).
+                (Some((_, r)), Some(current)) if own.as_ref() != Some(current) => Some(r.clone()),
                 (Some((_, r)), None) => Some(r.clone()),
-                (_, Some(current)) if !inode.local_only => {
+                (_, Some(current)) if !local_only => {
                     // Our own upload (through another handle) replaced the object: read the new one.
-                    let id = ObjectId::new(self.key(&inode.path, Kind::File), current.clone());
-                    let r = Arc::new(self.ctx.cache.open(id, inode.stat.size));
+                    let path = self.inode(ino)?.path;
+                    let id = ObjectId::new(self.key(&path, Kind::File), current.clone());
+                    let r = Arc::new(self.ctx.cache.open(id, object_size));
                     *guard = Some((current.clone(), r.clone()));
                     Some(r)
                 }

@@ -26,6 +26,8 @@ use crate::fs::{FsError, Opened, OssFs, SetAttr};
 pub const MAX_WRITE_BYTES: u32 = 1024 * 1024;
 /// Kernel read-ahead we ask for (the kernel caps it at its own maximum).
 pub const MAX_READAHEAD_BYTES: u32 = 1024 * 1024;
+/// Asynchronous requests (read-ahead) the kernel keeps in flight; fuser's default is 16.
+pub const MAX_BACKGROUND_REQUESTS: u16 = 64;
 
 /// See the module documentation.
 pub struct FuseAdapter<C: ObjectClient> {
@@ -116,6 +118,9 @@ impl<C: ObjectClient> Filesystem for FuseAdapter<C> {
         }
         if let Err(max) = config.set_max_readahead(MAX_READAHEAD_BYTES) {
             let _ = config.set_max_readahead(max);
+        }
+        if config.set_max_background(MAX_BACKGROUND_REQUESTS).is_ok() {
+            let _ = config.set_congestion_threshold(MAX_BACKGROUND_REQUESTS * 3 / 4);
         }
         // Directory listings with attributes: `ls -l` needs no lookup per entry.
         let wanted = InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO;
