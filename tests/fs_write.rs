@@ -514,3 +514,30 @@ async fn open_readers_stay_pinned_unless_the_change_is_ours() {
     assert_eq!(&fs.read(g, o.fh, 50, 50).await.unwrap()[..], &ramp_bytes(2, 100)[50..]);
     fs.release(g, o.fh).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_in_flight_are_bounded_over_the_whole_mount() {
+    let m = mock();
+    let fc = Arc::new(FailureClient::new(m.clone()));
+    fc.add_latency(Some(MockOp::UploadPart), std::time::Duration::from_millis(20));
+    let mut cfg = config("");
+    cfg.max_concurrency = 3;
+    let fs = Arc::new(ossmount::fs::OssFs::new(fc.clone(), cfg).unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let fs = fs.clone();
+        tasks.push(tokio::spawn(async move {
+            let data = ramp_bytes(i as u8, 6 * PART as usize);
+            write_file(&fs, ROOT, &format!("f{i}"), &data).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(fc.op_count(MockOp::UploadPart), 36);
+    assert!(fc.max_in_flight(MockOp::UploadPart) <= 3, "{}", fc.max_in_flight(MockOp::UploadPart));
+    assert!(fc.max_in_flight(MockOp::UploadPart) >= 2, "uploads did run in parallel");
+    for i in 0..6 {
+        assert_eq!(m.object_data(&format!("f{i}")).unwrap(), ramp_bytes(i as u8, 6 * PART as usize));
+    }
+}

@@ -46,6 +46,19 @@ pub struct FailureClient<C: ObjectClient> {
     latency: Mutex<Vec<(Option<MockOp>, Duration)>>,
     counters: OpCounters,
     injected: AtomicU64,
+    in_flight: [AtomicU64; MockOp::ALL.len()],
+    max_in_flight: [AtomicU64; MockOp::ALL.len()],
+}
+
+/// Counts a call as in flight until dropped.
+struct InFlight<'a> {
+    gauge: &'a AtomicU64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl<C: ObjectClient> std::fmt::Debug for FailureClient<C> {
@@ -74,6 +87,8 @@ impl<C: ObjectClient> FailureClient<C> {
             latency: Mutex::new(Vec::new()),
             counters: OpCounters::default(),
             injected: AtomicU64::new(0),
+            in_flight: Default::default(),
+            max_in_flight: Default::default(),
         }
     }
 
@@ -126,6 +141,18 @@ impl<C: ObjectClient> FailureClient<C> {
         self.counters.writes()
     }
 
+    /// Most calls of `op` that were in progress at the same time.
+    pub fn max_in_flight(&self, op: MockOp) -> u64 {
+        self.max_in_flight[op.index()].load(Ordering::SeqCst)
+    }
+
+    fn track(&self, op: MockOp) -> InFlight<'_> {
+        let gauge = &self.in_flight[op.index()];
+        let now = gauge.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight[op.index()].fetch_max(now, Ordering::SeqCst);
+        InFlight { gauge }
+    }
+
     /// How many faults were injected.
     pub fn injected(&self) -> u64 {
         self.injected.load(Ordering::SeqCst)
@@ -173,30 +200,37 @@ impl<C: ObjectClient> FailureClient<C> {
 #[async_trait]
 impl<C: ObjectClient> ObjectClient for FailureClient<C> {
     async fn get_object(&self, params: GetObjectParams) -> Result<GetObjectResult, ClientError> {
+        let _in_flight = self.track(MockOp::GetObject);
         self.before(MockOp::GetObject).await?;
         self.inner.get_object(params).await
     }
     async fn head_object(&self, key: &str) -> Result<ObjectMeta, ClientError> {
+        let _in_flight = self.track(MockOp::HeadObject);
         self.before(MockOp::HeadObject).await?;
         self.inner.head_object(key).await
     }
     async fn list_objects(&self, params: ListObjectsParams) -> Result<ListObjectsResult, ClientError> {
+        let _in_flight = self.track(MockOp::ListObjects);
         self.before(MockOp::ListObjects).await?;
         self.inner.list_objects(params).await
     }
     async fn put_object(&self, params: PutObjectParams) -> Result<PutObjectResult, ClientError> {
+        let _in_flight = self.track(MockOp::PutObject);
         self.before(MockOp::PutObject).await?;
         self.inner.put_object(params).await
     }
     async fn create_multipart_upload(&self, params: CreateMultipartUploadParams) -> Result<String, ClientError> {
+        let _in_flight = self.track(MockOp::CreateMultipartUpload);
         self.before(MockOp::CreateMultipartUpload).await?;
         self.inner.create_multipart_upload(params).await
     }
     async fn upload_part(&self, params: UploadPartParams) -> Result<UploadedPart, ClientError> {
+        let _in_flight = self.track(MockOp::UploadPart);
         self.before(MockOp::UploadPart).await?;
         self.inner.upload_part(params).await
     }
     async fn upload_part_copy(&self, params: UploadPartCopyParams) -> Result<UploadedPart, ClientError> {
+        let _in_flight = self.track(MockOp::UploadPartCopy);
         self.before(MockOp::UploadPartCopy).await?;
         self.inner.upload_part_copy(params).await
     }
@@ -204,42 +238,52 @@ impl<C: ObjectClient> ObjectClient for FailureClient<C> {
         &self,
         params: CompleteMultipartUploadParams,
     ) -> Result<PutObjectResult, ClientError> {
+        let _in_flight = self.track(MockOp::CompleteMultipartUpload);
         self.before(MockOp::CompleteMultipartUpload).await?;
         self.inner.complete_multipart_upload(params).await
     }
     async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), ClientError> {
+        let _in_flight = self.track(MockOp::AbortMultipartUpload);
         self.before(MockOp::AbortMultipartUpload).await?;
         self.inner.abort_multipart_upload(key, upload_id).await
     }
     async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<ListedPart>, ClientError> {
+        let _in_flight = self.track(MockOp::ListParts);
         self.before(MockOp::ListParts).await?;
         self.inner.list_parts(key, upload_id).await
     }
     async fn copy_object(&self, params: CopyObjectParams) -> Result<CopyObjectResult, ClientError> {
+        let _in_flight = self.track(MockOp::CopyObject);
         self.before(MockOp::CopyObject).await?;
         self.inner.copy_object(params).await
     }
     async fn delete_object(&self, key: &str) -> Result<(), ClientError> {
+        let _in_flight = self.track(MockOp::DeleteObject);
         self.before(MockOp::DeleteObject).await?;
         self.inner.delete_object(key).await
     }
     async fn delete_objects(&self, keys: &[String]) -> Result<Vec<DeleteError>, ClientError> {
+        let _in_flight = self.track(MockOp::DeleteObjects);
         self.before(MockOp::DeleteObjects).await?;
         self.inner.delete_objects(keys).await
     }
     async fn append_object(&self, params: AppendObjectParams) -> Result<AppendObjectResult, ClientError> {
+        let _in_flight = self.track(MockOp::AppendObject);
         self.before(MockOp::AppendObject).await?;
         self.inner.append_object(params).await
     }
     async fn put_symlink(&self, params: PutSymlinkParams) -> Result<ETag, ClientError> {
+        let _in_flight = self.track(MockOp::PutSymlink);
         self.before(MockOp::PutSymlink).await?;
         self.inner.put_symlink(params).await
     }
     async fn get_symlink(&self, key: &str) -> Result<GetSymlinkResult, ClientError> {
+        let _in_flight = self.track(MockOp::GetSymlink);
         self.before(MockOp::GetSymlink).await?;
         self.inner.get_symlink(key).await
     }
     async fn get_bucket_info(&self) -> Result<BucketInfo, ClientError> {
+        let _in_flight = self.track(MockOp::GetBucketInfo);
         self.before(MockOp::GetBucketInfo).await?;
         self.inner.get_bucket_info().await
     }

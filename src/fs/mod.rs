@@ -282,6 +282,7 @@ impl<C: ObjectClient> OssFs<C> {
             max_parts_in_flight: MAX_PARTS_IN_FLIGHT_PER_WRITER.min(config.max_concurrency.max(1)),
             max_concurrency: config.max_concurrency.max(1),
             staging_dir: staging.path().to_path_buf(),
+            upload_permits: Arc::new(tokio::sync::Semaphore::new(config.max_concurrency.max(1))),
         };
         let mount_time = SystemTime::now();
         Ok(OssFs {

@@ -54,6 +54,28 @@ pub struct WriteCtx<C: ObjectClient> {
     pub max_parts_in_flight: usize,
     pub max_concurrency: usize,
     pub staging_dir: PathBuf,
+    /// Parts in flight over the whole mount (each holds one part buffer): bounds upload memory
+    /// whatever the number of files being written.
+    pub upload_permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// Start uploading one part once a mount-wide upload slot is free (waiting is the backpressure).
+async fn spawn_part<C: ObjectClient>(
+    ctx: &WriteCtx<C>,
+    params: UploadPartParams,
+) -> Result<JoinHandle<Result<UploadedPart, ClientError>>, FsError> {
+    let permit = ctx
+        .upload_permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| FsError::with_source(libc::EIO, "upload slots closed", e))?;
+    let client = ctx.client.clone();
+    Ok(tokio::spawn(async move {
+        let r = client.upload_part(params).await;
+        drop(permit);
+        r
+    }))
 }
 
 /// An object version a writer starts from.
@@ -282,9 +304,13 @@ impl<C: ObjectClient> FileWriter<C> {
                 body,
             };
             s.next_part += 1;
-            let client = ctx.client.clone();
-            s.in_flight
-                .push_back(tokio::spawn(async move { client.upload_part(params).await }));
+            match spawn_part(ctx, params).await {
+                Ok(task) => s.in_flight.push_back(task),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
             while s.in_flight.len() > ctx.max_parts_in_flight.max(1) {
                 if let Err(e) = Self::await_oldest(s).await {
                     result = Err(e);
@@ -555,9 +581,8 @@ impl<C: ObjectClient> FileWriter<C> {
                 body,
             };
             s.next_part += 1;
-            let client = ctx.client.clone();
-            s.in_flight
-                .push_back(tokio::spawn(async move { client.upload_part(params).await }));
+            let task = spawn_part(ctx, params).await?;
+            s.in_flight.push_back(task);
         }
         while !s.in_flight.is_empty() {
             Self::await_oldest(s).await?;
@@ -735,7 +760,12 @@ async fn upload_file<C: ObjectClient>(
             let client = ctx.client.clone();
             let upload_id = upload_id.clone();
             let key = key.to_string();
+            let permits = ctx.upload_permits.clone();
             async move {
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| FsError::with_source(libc::EIO, "upload slots closed", e))?;
                 let offset = i * part;
                 let body = read_chunk(file, offset, part.min(size - offset)).await?;
                 let params = UploadPartParams {
