@@ -535,9 +535,16 @@ async fn parts_in_flight_are_bounded_over_the_whole_mount() {
         t.await.unwrap();
     }
     assert_eq!(fc.op_count(MockOp::UploadPart), 36);
-    assert!(fc.max_in_flight(MockOp::UploadPart) <= 3, "{}", fc.max_in_flight(MockOp::UploadPart));
+    assert!(
+        fc.max_in_flight(MockOp::UploadPart) <= 3,
+        "{}",
+        fc.max_in_flight(MockOp::UploadPart)
+    );
     assert!(fc.max_in_flight(MockOp::UploadPart) >= 2, "uploads did run in parallel");
     for i in 0..6 {
-        assert_eq!(m.object_data(&format!("f{i}")).unwrap(), ramp_bytes(i as u8, 6 * PART as usize));
+        assert_eq!(
+            m.object_data(&format!("f{i}")).unwrap(),
+            ramp_bytes(i as u8, 6 * PART as usize)
+        );
     }
 }

@@ -8,8 +8,8 @@
 //!   PutObject of zero bytes.
 //! - `Streaming`: writes so far were sequential from offset 0 on empty content. Bytes collect in
 //!   a part buffer; each full part (`part_size`) is uploaded in the background as a multipart
-//!   part, at most `max_parts_in_flight` at once (a write waits for the oldest part when the
-//!   limit is reached: backpressure, not unbounded buffering). Writes past the end fill the gap
+//!   part, at most `max_parts_in_flight` at once per file and `upload_permits` over the mount (a
+//!   write waits when a limit is reached: backpressure, not unbounded buffering). Writes past the end fill the gap
 //!   with zeros; a rewrite that falls inside the part buffer is patched in place. Closing
 //!   completes the upload, or sends a single PutObject when the file never filled a part.
 //! - `Staged`: everything else (overwrite of existing bytes, appends to existing objects,
