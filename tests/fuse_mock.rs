@@ -27,6 +27,10 @@ struct Mounted {
 
 impl Mounted {
     fn new(mock: Arc<MockClient>) -> Self {
+        Self::with_client(mock, false)
+    }
+
+    fn with_client<C: ossmount::client::ObjectClient>(client: Arc<C>, read_only: bool) -> Self {
         assert!(
             Path::new("/dev/fuse").exists(),
             "this test needs /dev/fuse (load the fuse module; apt-get install fuse3)"
@@ -40,9 +44,11 @@ impl Mounted {
         let mut cfg = fs_support::config("mnt/");
         cfg.metadata_ttl = Some(Duration::from_secs(1));
         cfg.negative_ttl = Duration::from_millis(200);
-        let fs = Arc::new(OssFs::new(mock, cfg).unwrap());
+        cfg.read_only = read_only;
+        let fs = Arc::new(OssFs::new(client, cfg).unwrap());
         let fuse_cfg = FuseConfig {
             threads: 2,
+            read_only,
             ..Default::default()
         };
         let session = session::mount(fs, rt.handle().clone(), dir.path(), &fuse_cfg, "ossmount:bucket/mnt/")
@@ -252,5 +258,53 @@ fn rsync_tar_git_and_editors_work_on_a_mock_mount() {
         Some("a")
     );
     drop(m);
+    assert!(mock.in_progress_uploads().is_empty());
+}
+
+#[test]
+fn read_only_mount_refuses_writes_with_erofs_and_sends_none() {
+    let mock = fs_support::mock();
+    mock.add_object("mnt/f", MockObject::from_bytes(b"data".to_vec()));
+    mock.add_object("mnt/d/x", MockObject::from_bytes(b"x".to_vec()));
+    let m = Mounted::with_client(mock.clone(), true);
+    assert_eq!(std::fs::read(m.path("f")).unwrap(), b"data");
+    let erofs = |r: std::io::Result<()>| {
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EROFS));
+    };
+    erofs(std::fs::write(m.path("new"), b"x"));
+    erofs(std::fs::write(m.path("f"), b"x"));
+    erofs(std::fs::create_dir(m.path("nd")));
+    erofs(std::fs::remove_file(m.path("f")));
+    erofs(std::fs::remove_dir_all(m.path("d")));
+    erofs(std::fs::rename(m.path("f"), m.path("g")));
+    erofs(std::os::unix::fs::symlink("f", m.path("l")));
+    assert_eq!(mock.write_ops(), 0);
+}
+
+#[test]
+fn failed_upload_makes_close_fail_with_eio_and_leaves_nothing() {
+    use std::io::Write;
+    let mock = fs_support::mock();
+    let fc = Arc::new(ossmount::client::failure::FailureClient::new(mock.clone()));
+    fc.fail_nth(MockOp::UploadPart, 2, ossmount::client::failure::internal_error);
+    fc.fail_always(MockOp::PutObject, ossmount::client::failure::internal_error);
+    let m = Mounted::with_client(fc.clone(), false);
+    // Small file: the PutObject at close fails.
+    let mut f = std::fs::File::create(m.path("small")).unwrap();
+    f.write_all(b"abc").unwrap();
+    let err = f.sync_all().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    drop(f);
+    assert!(!mock.contains_key("mnt/small"));
+    // Large file: a part upload fails; the write or the close reports it, nothing is visible.
+    let mut f = std::fs::File::create(m.path("large")).unwrap();
+    let data = ramp_bytes(5, 10 * fs_support::PART as usize);
+    let write = f.write_all(&data);
+    let sync = f.sync_all();
+    assert!(write.is_err() || sync.is_err(), "the failure must reach the writer");
+    let errno = write.err().or(sync.err()).and_then(|e| e.raw_os_error());
+    assert_eq!(errno, Some(libc::EIO));
+    drop(f);
+    assert!(!mock.contains_key("mnt/large"));
     assert!(mock.in_progress_uploads().is_empty());
 }
