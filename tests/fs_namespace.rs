@@ -499,3 +499,44 @@ async fn directory_wins_over_a_file_of_the_same_name_across_listing_pages() {
         "two pages, lookup answered from the listing"
     );
 }
+
+#[test]
+fn fs_config_from_mount_config() {
+    use ossmount::config::*;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        bucket: "b".into(),
+        prefix: "team/".into(),
+        mountpoint: "/mnt".into(),
+        endpoint: EndpointConfig {
+            url: "http://127.0.0.1:1".into(),
+            region: None,
+            signature_version: SignatureVersion::V4,
+            path_style: true,
+        },
+        credentials: CredentialsConfig::default(),
+        fuse: FuseConfig {
+            read_only: true,
+            uid: Some(7),
+            ..Default::default()
+        },
+        cache: CacheConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            metadata_ttl: None,
+            ..Default::default()
+        },
+        transfer: TransferConfig::default(),
+        log: LogConfig::default(),
+        check_only: false,
+    };
+    let c = ossmount::fs::FsConfig::from_config(&config);
+    assert_eq!(c.prefix, "team/");
+    assert!(c.read_only);
+    assert_eq!(c.uid, 7);
+    assert_eq!(c.metadata_ttl, None);
+    assert_eq!(c.staging_dir.as_deref(), Some(dir.path().join("staging").as_path()));
+    let fs = ossmount::fs::OssFs::new(mock(), c).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(fs.staging_dir()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}

@@ -115,6 +115,38 @@ impl FsConfig {
     }
 }
 
+/// Name of the staging subdirectory under `--cache-dir` (the disk cache uses its own).
+pub const STAGING_SUBDIR: &str = "staging";
+
+impl FsConfig {
+    /// The filesystem configuration of a mount: owner defaults to the mounting user, staging
+    /// files go under `<cache-dir>/staging` when a cache directory is configured (else a
+    /// private temporary directory).
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let data_cache = DataCacheConfig {
+            part_size_bytes: config.transfer.part_size_bytes,
+            max_concurrency: config.transfer.max_concurrency,
+            memory_limit_bytes: config.cache.memory_limit_bytes,
+            cache_dir: config.cache.cache_dir.clone(),
+            cache_size_bytes: config.cache.cache_size_bytes,
+        };
+        FsConfig {
+            prefix: config.prefix.clone(),
+            read_only: config.fuse.read_only,
+            uid: config.fuse.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
+            gid: config.fuse.gid.unwrap_or_else(|| nix::unistd::getegid().as_raw()),
+            file_mode: config.fuse.file_mode,
+            dir_mode: config.fuse.dir_mode,
+            metadata_ttl: config.cache.metadata_ttl,
+            negative_ttl: config.cache.negative_ttl,
+            part_size_bytes: config.transfer.part_size_bytes,
+            max_concurrency: config.transfer.max_concurrency,
+            staging_dir: config.cache.cache_dir.as_ref().map(|d| d.join(STAGING_SUBDIR)),
+            data_cache,
+        }
+    }
+}
+
 /// A looked-up (or created) name.
 #[derive(Clone, Debug)]
 pub struct Entry {
@@ -260,9 +292,11 @@ impl<C: ObjectClient> OssFs<C> {
         }
         let staging = match &config.staging_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    FsError::with_source(libc::EIO, format!("creating staging dir {}", dir.display()), e)
-                })?;
+                std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+                    .create(dir)
+                    .map_err(|e| {
+                        FsError::with_source(libc::EIO, format!("creating staging dir {}", dir.display()), e)
+                    })?;
                 Staging::Given(dir.clone())
             }
             None => {
