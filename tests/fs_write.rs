@@ -548,3 +548,42 @@ async fn parts_in_flight_are_bounded_over_the_whole_mount() {
         );
     }
 }
+
+#[tokio::test]
+async fn rewriting_an_object_keeps_its_mode_owner_and_other_metadata() {
+    let m = mock();
+    let meta: std::collections::BTreeMap<String, String> = [
+        ("mode".to_string(), (libc::S_IFREG | 0o600).to_string()),
+        ("uid".to_string(), "33".to_string()),
+        ("color".to_string(), "blue".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    m.add_object("secret", MockObject::from_bytes(b"old".to_vec()).with_user_meta(meta));
+    let fs = new_fs(m.clone(), "");
+    let f = lookup_ino(&fs, ROOT, "secret").await.unwrap();
+    // Like `echo new > secret`: open(O_TRUNC), setattr(0), write, close.
+    let o = fs.open(f, libc::O_WRONLY | libc::O_TRUNC).await.unwrap();
+    fs.setattr(
+        f,
+        SetAttr {
+            size: Some(0),
+            fh: Some(o.fh),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    fs.write(f, o.fh, 0, b"new").await.unwrap();
+    fs.release(f, o.fh).await.unwrap();
+    let obj = m.object("secret").unwrap();
+    assert_eq!(&obj.data[..], b"new");
+    assert_eq!(
+        obj.user_meta["mode"],
+        (libc::S_IFREG | 0o600).to_string(),
+        "permissions not loosened"
+    );
+    assert_eq!(obj.user_meta["uid"], "33");
+    assert_eq!(obj.user_meta["color"], "blue");
+    assert_eq!(m.op_count(MockOp::HeadObject), 1, "one HEAD to learn the metadata");
+}

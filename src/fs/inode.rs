@@ -34,6 +34,8 @@ pub struct MetaAttrs {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub mtime: Option<SystemTime>,
+    /// Other `x-oss-meta-*` entries (from other tools), carried over when we rewrite the object.
+    pub extra: UserMeta,
 }
 
 /// User-metadata names (without `x-oss-meta-`).
@@ -64,7 +66,13 @@ impl MetaAttrs {
             }
             SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
         });
+        let extra = meta
+            .iter()
+            .filter(|(k, _)| ![META_MODE, META_UID, META_GID, META_MTIME, META_MTIME_NSEC].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         MetaAttrs {
+            extra,
             mode: num(META_MODE).and_then(|m| u32::try_from(m).ok()),
             uid: num(META_UID).and_then(|m| u32::try_from(m).ok()),
             gid: num(META_GID).and_then(|m| u32::try_from(m).ok()),
@@ -74,6 +82,9 @@ impl MetaAttrs {
 
     /// Write these attributes into `meta` (leaving other entries alone).
     pub fn apply_to(&self, meta: &mut UserMeta) {
+        for (k, v) in &self.extra {
+            meta.entry(k.clone()).or_insert_with(|| v.clone());
+        }
         if let Some(m) = self.mode {
             meta.insert(META_MODE.to_string(), m.to_string());
         }
@@ -663,6 +674,7 @@ mod tests {
             uid: Some(1000),
             gid: Some(100),
             mtime: Some(SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 5)),
+            extra: [("color".to_string(), "blue".to_string())].into_iter().collect(),
         };
         let mut um = UserMeta::new();
         m.apply_to(&mut um);

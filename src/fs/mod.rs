@@ -707,7 +707,8 @@ impl<C: ObjectClient> OssFs<C> {
                 ));
             }
             let existing = self.writer_slot(ino);
-            let inode = if existing.is_none() && !inode.is_fresh(self.config.metadata_ttl) {
+            let meta_unknown = inode.stat.etag.is_some() && inode.stat.meta_etag != inode.stat.etag;
+            let inode = if existing.is_none() && (meta_unknown || !inode.is_fresh(self.config.metadata_ttl)) {
                 self.revalidate(&inode).await?
             } else {
                 inode.clone()
@@ -871,6 +872,7 @@ impl<C: ObjectClient> OssFs<C> {
             uid: Some(uid),
             gid: Some(gid),
             mtime: Some(SystemTime::now()),
+            extra: UserMeta::new(),
         }
     }
 
@@ -1315,7 +1317,10 @@ impl<C: ObjectClient> OssFs<C> {
         let slot = self.writer_slot(ino);
         // Close-to-open: a file not being written here is revalidated when its attributes are
         // older than the TTL.
-        if slot.is_none() && !inode.is_fresh(self.config.metadata_ttl) {
+        // A rewrite must also carry the object's mode/owner/other metadata: learn them first.
+        let meta_unknown =
+            writable && !inode.local_only && inode.stat.etag.is_some() && inode.stat.meta_etag != inode.stat.etag;
+        if slot.is_none() && (meta_unknown || !inode.is_fresh(self.config.metadata_ttl)) {
             inode = self.revalidate(&inode).await?;
         }
         let keep_cache = slot.is_none() && inode.stat.etag.is_some() && inode.last_open_etag == inode.stat.etag;
