@@ -142,6 +142,9 @@ pub struct MockObject {
     pub user_meta: UserMeta,
     /// Target key of a symlink object.
     pub symlink_target: Option<String>,
+    /// CRC-64 of `data`, computed when the object is stored (GET/HEAD report it without
+    /// rescanning the data).
+    pub crc64: u64,
 }
 
 impl MockObject {
@@ -155,6 +158,7 @@ impl MockObject {
             content_type: None,
             user_meta: UserMeta::new(),
             symlink_target: None,
+            crc64: 0,
         }
     }
 
@@ -197,7 +201,7 @@ impl MockObject {
             etag: self.etag.clone(),
             last_modified: self.last_modified,
             object_type: self.object_type,
-            crc64: Some(crc64::checksum(&self.data)),
+            crc64: Some(self.crc64),
             content_type: self.content_type.clone(),
             user_meta: self.user_meta.clone(),
         }
@@ -272,11 +276,18 @@ struct MockState {
 impl MockState {
     fn new_etag(&mut self, data: &[u8]) -> ETag {
         self.next_id += 1;
-        ETag::new(format!("\"{:016X}{:016X}\"", self.next_id, crc64::checksum(data)))
+        ETag::new(format!("\"{:016X}{:016X}\"", self.next_id, data.len()))
     }
 
-    fn store(&mut self, key: &str, mut object: MockObject) -> ETag {
+    fn store(&mut self, key: &str, object: MockObject) -> ETag {
+        let crc = crc64::checksum(&object.data);
+        self.store_with_crc(key, object, crc)
+    }
+
+    /// Store with the CRC-64 already known (saves a pass over large data).
+    fn store_with_crc(&mut self, key: &str, mut object: MockObject, crc: u64) -> ETag {
         object.etag = self.new_etag(&object.data);
+        object.crc64 = crc;
         object.last_modified = SystemTime::now();
         let etag = object.etag.clone();
         self.objects.insert(key.to_string(), object);
@@ -552,7 +563,7 @@ impl ObjectClient for MockClient {
         let mut object = MockObject::from_bytes(params.body);
         object.content_type = params.content_type;
         object.user_meta = params.user_meta;
-        let etag = state.store(&params.key, object);
+        let etag = state.store_with_crc(&params.key, object, crc64);
         Ok(PutObjectResult { etag, crc64 })
     }
 
@@ -714,7 +725,7 @@ impl ObjectClient for MockClient {
         object.object_type = ObjectType::Multipart;
         object.content_type = upload.content_type;
         object.user_meta = upload.user_meta;
-        let etag = state.store(&params.key, object);
+        let etag = state.store_with_crc(&params.key, object, crc64);
         Ok(PutObjectResult { etag, crc64 })
     }
 
@@ -782,8 +793,8 @@ impl ObjectClient for MockClient {
         if object.object_type == ObjectType::Appendable {
             object.object_type = ObjectType::Normal;
         }
-        let crc = crc64::checksum(&object.data);
-        let etag = state.store(&params.dest_key, object);
+        let crc = object.crc64;
+        let etag = state.store_with_crc(&params.dest_key, object, crc);
         Ok(CopyObjectResult { etag, crc64: Some(crc) })
     }
 
@@ -853,7 +864,7 @@ impl ObjectClient for MockClient {
         object.data = data.freeze();
         let next_position = object.data.len() as u64;
         let crc = crc64::checksum(&object.data);
-        state.store(&params.key, object);
+        state.store_with_crc(&params.key, object, crc);
         Ok(AppendObjectResult {
             next_position,
             crc64: Some(crc),
