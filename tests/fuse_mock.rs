@@ -46,9 +46,13 @@ impl Mounted {
         cfg.negative_ttl = Duration::from_millis(200);
         cfg.read_only = read_only;
         let fs = Arc::new(OssFs::new(client, cfg).unwrap());
+        // auto_unmount (fusermount3 watches us) also cleans up when the test process is killed
+        // before Drop can run; fuser requires allow_other with it.
         let fuse_cfg = FuseConfig {
             threads: 2,
             read_only,
+            allow_other: true,
+            auto_unmount: true,
             ..Default::default()
         };
         let session = session::mount(fs, rt.handle().clone(), dir.path(), &fuse_cfg, "ossmount:bucket/mnt/")
@@ -68,7 +72,7 @@ impl Mounted {
 impl Drop for Mounted {
     fn drop(&mut self) {
         if let Some(session) = self.session.take() {
-            if let Err(e) = session.umount_and_join() {
+            if let Err(e) = session::unmount(session, self.dir.path()) {
                 eprintln!("unmount through the session failed: {e}");
             }
         }

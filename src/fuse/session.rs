@@ -77,6 +77,32 @@ pub fn mount<C: ObjectClient>(
     Session::new(adapter, mountpoint, &config)?.spawn()
 }
 
+/// Unmount `mountpoint` and wait for the session (and `OssFs::shutdown`) to finish. Works
+/// whether or not the mount was made with `auto_unmount` (fuser's own `umount_and_join` only
+/// closes the auto-unmount socket and can wait forever): a lazy `umount2(MNT_DETACH)` when we
+/// may (root), else `fusermount3 -u -z`.
+pub fn unmount(session: BackgroundSession, mountpoint: &Path) -> std::io::Result<()> {
+    let detached = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH);
+    if let Err(errno) = detached {
+        if errno != nix::errno::Errno::EINVAL {
+            // EPERM (not root) and the like: the setuid helper can do it.
+            let status = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(mountpoint)
+                .status()?;
+            if !status.success() {
+                return Err(std::io::Error::other(format!(
+                    "fusermount3 -u -z {} failed: {status}",
+                    mountpoint.display()
+                )));
+            }
+        }
+        // EINVAL: not mounted (any more); the session is ending on its own.
+    }
+    session.join()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
