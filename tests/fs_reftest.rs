@@ -52,6 +52,15 @@ enum Op {
     Rmdir {
         target: usize,
     },
+    /// One open file: optional O_TRUNC, several writes (sequential or at random offsets), a read
+    /// of the handle's own data before close.
+    Session {
+        target: usize,
+        truncate: bool,
+        sequential: bool,
+        writes: Vec<(u16, Vec<u8>)>,
+        read_at: u16,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -65,6 +74,20 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|target| Op::Unlink { target }),
         2 => (any::<usize>(), 0..NAMES.len()).prop_map(|(dir, name)| Op::Mkdir { dir, name }),
         1 => any::<usize>().prop_map(|target| Op::Rmdir { target }),
+        3 => (
+            any::<usize>(),
+            any::<bool>(),
+            any::<bool>(),
+            proptest::collection::vec((0..400u16, proptest::collection::vec(any::<u8>(), 1..150)), 1..6),
+            0..500u16,
+        )
+            .prop_map(|(target, truncate, sequential, writes, read_at)| Op::Session {
+                target,
+                truncate,
+                sequential,
+                writes,
+                read_at
+            }),
     ]
 }
 
@@ -195,6 +218,25 @@ impl Model {
                 self.nodes.insert(path.clone(), Node::Dir);
                 0
             }
+            ResolvedOp::Session {
+                path, truncate, writes, ..
+            } => match self.nodes.get_mut(path) {
+                Some(Node::File(content)) => {
+                    if *truncate {
+                        content.clear();
+                    }
+                    for (offset, data) in writes {
+                        let end = *offset as usize + data.len();
+                        if content.len() < end {
+                            content.resize(end, 0);
+                        }
+                        content[*offset as usize..end].copy_from_slice(data);
+                    }
+                    0
+                }
+                Some(Node::Dir) => libc::EISDIR,
+                None => libc::ENOENT,
+            },
             ResolvedOp::Rmdir { path } => match self.nodes.get(path) {
                 Some(Node::Dir) if self.has_children(path) => libc::ENOTEMPTY,
                 Some(Node::Dir) => {
@@ -211,14 +253,49 @@ impl Model {
 /// An `Op` with its indices resolved against the model's current paths.
 #[derive(Clone, Debug)]
 enum ResolvedOp {
-    Create { path: String, data: Vec<u8> },
-    Write { path: String, offset: u16, data: Vec<u8> },
-    Truncate { path: String, size: u16 },
-    Rename { from: String, to: String, noreplace: bool },
-    Unlink { path: String },
-    Mkdir { path: String },
-    Rmdir { path: String },
+    Create {
+        path: String,
+        data: Vec<u8>,
+    },
+    Write {
+        path: String,
+        offset: u16,
+        data: Vec<u8>,
+    },
+    Truncate {
+        path: String,
+        size: u16,
+    },
+    Rename {
+        from: String,
+        to: String,
+        noreplace: bool,
+    },
+    Unlink {
+        path: String,
+    },
+    Mkdir {
+        path: String,
+    },
+    Rmdir {
+        path: String,
+    },
+    Session {
+        path: String,
+        truncate: bool,
+        writes: Vec<(u64, Vec<u8>)>,
+        read_at: u64,
+    },
 }
+
+/// Bytes a read of `len` at `offset` returns from `content`.
+fn read_range(content: &[u8], offset: u64, len: usize) -> Vec<u8> {
+    let start = (offset as usize).min(content.len());
+    let end = (start + len).min(content.len());
+    content[start..end].to_vec()
+}
+
+const SESSION_READ_BYTES: usize = 100;
 
 fn resolve(model: &Model, op: &Op) -> Option<ResolvedOp> {
     let dirs = model.dirs();
@@ -263,6 +340,29 @@ fn resolve(model: &Model, op: &Op) -> Option<ResolvedOp> {
         Op::Rmdir { target } => ResolvedOp::Rmdir {
             path: pick(&paths, *target)?,
         },
+        Op::Session {
+            target,
+            truncate,
+            sequential,
+            writes,
+            read_at,
+        } => {
+            let mut next = 0u64;
+            let writes = writes
+                .iter()
+                .map(|(off, data)| {
+                    let offset = if *sequential { next } else { u64::from(*off) };
+                    next = offset + data.len() as u64;
+                    (offset, data.clone())
+                })
+                .collect();
+            ResolvedOp::Session {
+                path: pick(&paths, *target)?,
+                truncate: *truncate,
+                writes,
+                read_at: u64::from(*read_at),
+            }
+        }
     })
 }
 
@@ -285,7 +385,8 @@ async fn ino_of(fs: &OssFs<MockClient>, path: &str) -> Result<u64, i32> {
     Ok(ino)
 }
 
-async fn apply_fs(fs: &OssFs<MockClient>, op: &ResolvedOp) -> i32 {
+async fn apply_fs(fs: &OssFs<MockClient>, op: &ResolvedOp) -> (i32, Option<Vec<u8>>) {
+    let mut read_back = None;
     let r: Result<(), i32> = async {
         match op {
             ResolvedOp::Create { path, data } => {
@@ -345,13 +446,45 @@ async fn apply_fs(fs: &OssFs<MockClient>, op: &ResolvedOp) -> i32 {
                 let leaf = &path[path.rfind('/').map_or(0, |i| i + 1)..];
                 fs.rmdir(dir, name(leaf)).await.map_err(|e| e.errno())
             }
+            ResolvedOp::Session {
+                path,
+                truncate,
+                writes,
+                read_at,
+            } => {
+                let ino = ino_of(fs, path).await?;
+                let o = fs.open(ino, libc::O_RDWR).await.map_err(|e| e.errno())?;
+                let body = async {
+                    if *truncate {
+                        let set = SetAttr {
+                            size: Some(0),
+                            fh: Some(o.fh),
+                            ..Default::default()
+                        };
+                        fs.setattr(ino, set).await.map_err(|e| e.errno())?;
+                    }
+                    for (offset, data) in writes {
+                        fs.write(ino, o.fh, *offset, data).await.map_err(|e| e.errno())?;
+                    }
+                    let got = fs
+                        .read(ino, o.fh, *read_at, SESSION_READ_BYTES as u32)
+                        .await
+                        .map_err(|e| e.errno())?;
+                    Ok::<Vec<u8>, i32>(got.to_vec())
+                }
+                .await;
+                let rel = fs.release(ino, o.fh).await;
+                read_back = Some(body?);
+                rel.map_err(|e| e.errno())
+            }
         }
     }
     .await;
-    match r {
+    let errno = match r {
         Ok(()) => 0,
         Err(errno) => errno,
-    }
+    };
+    (errno, read_back)
 }
 
 /// The whole tree as `OssFs` shows it.
@@ -404,8 +537,19 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         for (i, op) in ops.iter().enumerate() {
             let Some(resolved) = resolve(&model, op) else { continue };
             let expected = model.apply(&resolved);
-            let got = apply_fs(&fs, &resolved).await;
+            let (got, read_back) = apply_fs(&fs, &resolved).await;
             prop_assert_eq!(got, expected, "op #{} {:?}", i, resolved);
+            if let (ResolvedOp::Session { path, read_at, .. }, Some(bytes)) = (&resolved, read_back) {
+                let Some(Node::File(content)) = model.nodes.get(path) else {
+                    unreachable!()
+                };
+                prop_assert_eq!(
+                    bytes,
+                    read_range(content, *read_at, SESSION_READ_BYTES),
+                    "read-back in op #{}",
+                    i
+                );
+            }
         }
         prop_assert_eq!(&snapshot(&fs).await, &model.nodes, "same OssFs");
         let fresh = OssFs::new(mock.clone(), config()).unwrap();
