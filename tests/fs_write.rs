@@ -587,3 +587,35 @@ async fn rewriting_an_object_keeps_its_mode_owner_and_other_metadata() {
     assert_eq!(obj.user_meta["color"], "blue");
     assert_eq!(m.op_count(MockOp::HeadObject), 1, "one HEAD to learn the metadata");
 }
+
+#[tokio::test]
+async fn an_unlinked_open_file_never_comes_back() {
+    let m = mock();
+    let fs = new_fs(m.clone(), "");
+    // Small: the content stays usable through the open handle, nothing is uploaded.
+    let (e, o) = fs
+        .create(ROOT, name("tmp"), 0o644, 0, libc::O_RDWR, 0, 0)
+        .await
+        .unwrap();
+    let f = e.attr.ino.0;
+    fs.write(f, o.fh, 0, b"scratch").await.unwrap();
+    fs.unlink(ROOT, name("tmp")).await.unwrap();
+    fs.write(f, o.fh, 7, b" data").await.unwrap();
+    assert_eq!(&fs.read(f, o.fh, 0, 100).await.unwrap()[..], b"scratch data");
+    fs.release(f, o.fh).await.unwrap();
+    assert!(!m.contains_key("tmp"));
+    // Large (parts already sent): the upload is aborted; reads fail rather than upload.
+    let (e, o) = fs
+        .create(ROOT, name("big"), 0o644, 0, libc::O_RDWR, 0, 0)
+        .await
+        .unwrap();
+    let f = e.attr.ino.0;
+    fs.write(f, o.fh, 0, &ramp_bytes(1, 2 * PART as usize)).await.unwrap();
+    fs.unlink(ROOT, name("big")).await.unwrap();
+    assert_eq!(fs.read(f, o.fh, 0, 10).await.unwrap_err().errno(), libc::EIO);
+    let _ = fs.release(f, o.fh).await;
+    assert!(!m.contains_key("big"));
+    assert!(m.in_progress_uploads().is_empty());
+    assert_eq!(m.op_count(MockOp::CompleteMultipartUpload), 0);
+    assert_eq!(m.op_count(MockOp::PutObject), 0);
+}

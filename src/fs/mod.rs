@@ -954,6 +954,9 @@ impl<C: ObjectClient> OssFs<C> {
         if inode.kind == Kind::Dir {
             return Err(err(libc::EISDIR, format!("{path} is a directory")));
         }
+        if let Some(slot) = self.writer_slot(inode.ino) {
+            slot.writer.lock().await.detach(&self.ctx).await;
+        }
         if !inode.local_only {
             self.client.delete_object(&self.key(&path, inode.kind)).await?;
         }
@@ -1191,6 +1194,9 @@ impl<C: ObjectClient> OssFs<C> {
             }
             // else: never uploaded (nothing to copy); the pending upload goes to the new name.
             if let Some(dest) = &dest {
+                if let Some(slot) = self.writer_slot(dest.ino) {
+                    slot.writer.lock().await.detach(&self.ctx).await;
+                }
                 if dest.local_only {
                     // The destination was a file being created: it is replaced and never uploaded.
                     self.inodes.update(dest.ino, |i| i.local_only = false);

@@ -661,6 +661,24 @@ impl<C: ObjectClient> FileWriter<C> {
         }
     }
 
+    /// The file lost its name (unlink, renamed over) while open: nothing may be uploaded any
+    /// more. Buffered content moves to a staging file so the open handles keep working; a
+    /// streaming upload that already sent parts is aborted and its content is lost (later
+    /// reads and writes fail with EIO rather than resurrect the name).
+    pub async fn detach(&mut self, ctx: &WriteCtx<C>) {
+        let sent = matches!(&self.state, WriteState::Streaming(s) if s.upload_id.is_some());
+        if sent {
+            let e = FsError::new(libc::EIO, "file unlinked while its upload was streaming");
+            self.fail_streaming(ctx, &e).await;
+        } else if matches!(self.state, WriteState::Streaming(_)) {
+            if let Err(e) = self.ensure_staged(ctx, "").await {
+                warn!(error = %e.chain(), "keeping the content of an unlinked file failed");
+                self.state = WriteState::Failed(libc::EIO);
+            }
+        }
+        self.dirty = false;
+    }
+
     /// Drop unsent content (the file was unlinked, or is being truncated to 0): abort a
     /// multipart upload in progress.
     pub async fn discard(&mut self, ctx: &WriteCtx<C>) {
