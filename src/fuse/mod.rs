@@ -127,6 +127,11 @@ impl<C: ObjectClient> Filesystem for FuseAdapter<C> {
         if config.add_capabilities(wanted).is_err() {
             debug!("kernel lacks readdirplus");
         }
+        // Lookups and readdirs of one directory may run concurrently (`find`, parallel builds);
+        // the inode table is safe for that.
+        if config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS).is_err() {
+            debug!("kernel lacks parallel directory operations");
+        }
         Ok(())
     }
 
