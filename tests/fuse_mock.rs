@@ -312,3 +312,42 @@ fn failed_upload_makes_close_fail_with_eio_and_leaves_nothing() {
     assert!(!mock.contains_key("mnt/large"));
     assert!(mock.in_progress_uploads().is_empty());
 }
+
+#[test]
+fn concurrent_writers_and_readers_in_one_directory() {
+    let mock = fs_support::mock();
+    let m = Mounted::new(mock.clone());
+    std::fs::create_dir(m.path("shared")).unwrap();
+    let dir = m.path("shared");
+    let threads: Vec<_> = (0..6u8)
+        .map(|t| {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                for i in 0..15usize {
+                    let p = dir.join(format!("t{t}-{i}"));
+                    let data = ramp_bytes(t.wrapping_add(i as u8), 1000 + i * 20_000);
+                    std::fs::write(&p, &data).unwrap();
+                    assert_eq!(std::fs::read(&p).unwrap(), data);
+                    if i % 3 == 0 {
+                        std::fs::rename(&p, dir.join(format!("r{t}-{i}"))).unwrap();
+                    }
+                    let _ = std::fs::read_dir(&dir).unwrap().count();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(names.len(), 90);
+    assert_eq!(names.iter().filter(|n| n.starts_with('r')).count(), 30);
+    assert_eq!(
+        mock.keys().iter().filter(|k| k.starts_with("mnt/shared/")).count(),
+        91,
+        "90 files + marker"
+    );
+}
