@@ -52,7 +52,10 @@ pub const INDEFINITE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Keys asked for by the ListObjectsV2 of a lookup.
 pub const LOOKUP_LIST_KEYS: usize = 32;
 /// Entries returned by one readdir call (the kernel asks again from the next offset).
-pub const READDIR_BATCH_ENTRIES: usize = 256;
+/// (A kernel readdir buffer is one page: about 100 plain entries or 25 with attributes.)
+pub const READDIR_BATCH_ENTRIES: usize = 128;
+/// Entries returned by one readdirplus call.
+pub const READDIRPLUS_BATCH_ENTRIES: usize = 48;
 /// Above this many inodes, opendir drops those the kernel holds no reference to and whose
 /// attributes have expired (they were only seen in listings).
 pub const INODE_SOFT_LIMIT: usize = 1_000_000;
@@ -1617,7 +1620,12 @@ impl<C: ObjectClient> OssFs<C> {
             offset = 2;
         }
         let start = (offset - 2) as usize;
-        let want = start + READDIR_BATCH_ENTRIES;
+        let want = start
+            + if plus {
+                READDIRPLUS_BATCH_ENTRIES
+            } else {
+                READDIR_BATCH_ENTRIES
+            };
         let was_done = snapshot.done;
         snapshot.fill(self.client.as_ref(), want).await?;
         if snapshot.done && !was_done {
