@@ -540,3 +540,27 @@ fn fs_config_from_mount_config() {
     let mode = std::fs::metadata(fs.staging_dir()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
 }
+
+#[tokio::test]
+async fn directory_metadata_is_read_from_its_marker_on_revalidation() {
+    let m = mock();
+    let meta: std::collections::BTreeMap<String, String> = [
+        ("mode".to_string(), (libc::S_IFDIR | 0o700).to_string()),
+        ("uid".to_string(), "9".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    m.add_object("d/", MockObject::from_bytes(Vec::new()).with_user_meta(meta));
+    m.add_object("d/x", MockObject::constant(1, 1));
+    let mut cfg = config("");
+    cfg.metadata_ttl = Some(Duration::ZERO);
+    let fs = ossmount::fs::OssFs::new(m.clone(), cfg).unwrap();
+    let d = lookup_ino(&fs, ROOT, "d").await.unwrap();
+    let a = fs.getattr(d, None).await.unwrap();
+    assert_eq!(a.attr.perm, 0o700);
+    assert_eq!(a.attr.uid, 9);
+    assert_eq!(m.op_count(MockOp::HeadObject), 1);
+    // Unchanged marker: no second HEAD.
+    fs.getattr(d, None).await.unwrap();
+    assert_eq!(m.op_count(MockOp::HeadObject), 1);
+}

@@ -594,8 +594,22 @@ impl<C: ObjectClient> OssFs<C> {
                 } else {
                     let mut stat = Stat::new(0, inode.stat.last_modified, None);
                     stat.meta = inode.stat.meta.clone();
+                    stat.meta_etag = inode.stat.meta_etag.clone();
                     if let Some(marker) = page.objects.first().filter(|o| o.key == key) {
                         stat.last_modified = marker.last_modified;
+                        stat.etag = Some(marker.etag.clone());
+                        if inode.stat.meta_etag.as_ref() != Some(&marker.etag) {
+                            // The marker changed (or was never read): its metadata holds the
+                            // directory's mode/owner/mtime.
+                            match self.client.head_object(&key).await {
+                                Ok(head) => {
+                                    stat.meta = MetaAttrs::from_user_meta(&head.user_meta);
+                                    stat.meta_etag = Some(head.etag);
+                                }
+                                Err(ClientError::NoSuchKey(_)) => {}
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
                     }
                     Some(stat)
                 }
@@ -822,9 +836,14 @@ impl<C: ObjectClient> OssFs<C> {
                 };
                 attrs.apply_to(&mut meta);
                 // Writing the marker also turns an implicit directory into an explicit one.
-                self.client
+                let put = self
+                    .client
                     .put_object(PutObjectParams::new(key, Bytes::new()).user_meta(meta))
                     .await?;
+                self.inodes.update(inode.ino, |i| {
+                    i.stat.etag = Some(put.etag.clone());
+                    i.stat.meta_etag = Some(put.etag);
+                });
             }
             Kind::Symlink => {
                 let link = self.client.get_symlink(&key).await?;
