@@ -174,6 +174,9 @@ pub struct Found {
 
 struct Inner {
     inodes: HashMap<u64, Inode>,
+    /// Inodes with `local_only` set (few: files being created), so readdir and rmdir need not
+    /// scan the whole table.
+    local: std::collections::HashSet<u64>,
     by_path: HashMap<String, u64>,
     negative: HashMap<String, Instant>,
     next_ino: u64,
@@ -217,6 +220,7 @@ impl InodeTable {
         InodeTable {
             inner: Mutex::new(Inner {
                 inodes,
+                local: Default::default(),
                 by_path,
                 negative: HashMap::new(),
                 next_ino: ROOT_INO + 1,
@@ -248,7 +252,13 @@ impl InodeTable {
         let mut inner = self.lock();
         let inode = inner.inodes.get_mut(&ino)?;
         f(inode);
-        Some(inode.clone())
+        let copy = inode.clone();
+        if copy.local_only && !copy.detached {
+            inner.local.insert(ino);
+        } else {
+            inner.local.remove(&ino);
+        }
+        Some(copy)
     }
 
     /// Whether `path` is known not to exist (negative cache, not expired).
@@ -378,6 +388,7 @@ impl InodeTable {
             let path = inode.path.clone();
             let detached = inode.detached;
             inner.inodes.remove(&ino);
+            inner.local.remove(&ino);
             if !detached && inner.by_path.get(&path) == Some(&ino) {
                 inner.by_path.remove(&path);
             }
@@ -399,6 +410,7 @@ impl InodeTable {
                 inode.detached = true;
                 inode.local_only = false;
             }
+            inner.local.remove(&ino);
         }
         if !negative_ttl.is_zero() {
             inner.negative.insert(path.to_string(), Instant::now() + negative_ttl);
@@ -424,12 +436,20 @@ impl InodeTable {
             }
         }
         let prefix = format!("{from}/");
-        let moved: Vec<(String, u64)> = inner
-            .by_path
-            .iter()
-            .filter(|(p, _)| p.as_str() == from || p.starts_with(&prefix))
-            .map(|(p, i)| (p.clone(), *i))
-            .collect();
+        let source = inner.by_path.get(from).copied();
+        let is_dir = source
+            .and_then(|ino| inner.inodes.get(&ino))
+            .is_none_or(|i| i.kind == Kind::Dir);
+        let moved: Vec<(String, u64)> = match source {
+            // A file or symlink: nothing can be below it, no need to scan the table.
+            Some(ino) if !is_dir => vec![(from.to_string(), ino)],
+            _ => inner
+                .by_path
+                .iter()
+                .filter(|(p, _)| p.as_str() == from || p.starts_with(&prefix))
+                .map(|(p, i)| (p.clone(), *i))
+                .collect(),
+        };
         for (old_path, ino) in moved {
             inner.by_path.remove(&old_path);
             let new_path = format!("{to}{}", &old_path[from.len()..]);
@@ -462,8 +482,9 @@ impl InodeTable {
     pub fn local_children(&self, dir_path: &str) -> Vec<Inode> {
         let inner = self.lock();
         inner
-            .inodes
-            .values()
+            .local
+            .iter()
+            .filter_map(|ino| inner.inodes.get(ino))
             .filter(|i| i.local_only && !i.detached && parent_of(&i.path) == dir_path && !i.path.is_empty())
             .cloned()
             .collect()

@@ -253,6 +253,8 @@ pub struct OssFs<C: ObjectClient> {
     staging: Mutex<Option<Staging>>,
     mount_time: SystemTime,
     copy_object_max_bytes: AtomicU64,
+    /// Inode count left by the last prune.
+    prune_floor: AtomicUsize,
 }
 
 fn err(errno: i32, message: impl Into<String>) -> FsError {
@@ -334,6 +336,7 @@ impl<C: ObjectClient> OssFs<C> {
             mount_time,
             config,
             copy_object_max_bytes: AtomicU64::new(COPY_OBJECT_MAX_BYTES),
+            prune_floor: AtomicUsize::new(0),
         })
     }
 
@@ -1584,9 +1587,14 @@ impl<C: ObjectClient> OssFs<C> {
 
     pub async fn opendir(&self, ino: u64) -> Result<Opened, FsError> {
         let inode = self.dir_inode(ino)?;
-        if self.inodes.len() > INODE_SOFT_LIMIT {
+        // Prune when above the limit, and again only after 10% more growth (a table full of
+        // referenced inodes must not be rescanned on every opendir).
+        let len = self.inodes.len();
+        let threshold = INODE_SOFT_LIMIT.max(self.prune_floor.load(Ordering::Relaxed) + INODE_SOFT_LIMIT / 10);
+        if len > threshold {
             let busy: Vec<u64> = lock(&self.writers).keys().copied().collect();
             let removed = self.inodes.prune_unreferenced(self.config.metadata_ttl, &busy);
+            self.prune_floor.store(len - removed, Ordering::Relaxed);
             debug!(removed, "pruned inodes without kernel references");
         }
         let fh = self.new_fh();
