@@ -9,6 +9,8 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod crc64;
+pub mod fs;
+pub mod fuse;
 pub mod logging;
 pub mod object;
 pub mod prefetch;
