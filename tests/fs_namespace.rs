@@ -289,9 +289,10 @@ async fn symlinks_round_trip() {
         .unwrap();
     assert_eq!(e.attr.kind, FileType::Symlink);
     assert_eq!(e.attr.size, "../target file".len() as u64);
+    // OSS gets the key the path resolves to (so SDK readers follow it); the text is kept in meta.
     assert_eq!(
         m.object("p/l").unwrap().symlink_target.as_deref(),
-        Some("../target file")
+        Some("target file")
     );
     let fs2 = new_fs(m.clone(), "p/");
     assert_eq!(list(&fs2, ROOT).await.unwrap(), ["l"]);
@@ -301,8 +302,15 @@ async fn symlinks_round_trip() {
     fs2.rename(ROOT, name("l"), ROOT, name("l2"), 0).await.unwrap();
     assert_eq!(
         m.object("p/l2").unwrap().symlink_target.as_deref(),
-        Some("../target file")
+        Some("target file")
     );
+    let l2 = fs2.lookup(ROOT, name("l2")).await.unwrap();
+    assert_eq!(fs2.readlink(l2.attr.ino.0).await.unwrap(), b"../target file");
+    // A link written by an SDK holds a full key: shown relative to the link's directory.
+    m.add_object("p/sub/sdk-link", MockObject::symlink("p/other/file.txt"));
+    let sub = fs2.lookup(ROOT, name("sub")).await.unwrap();
+    let sdk = fs2.lookup(sub.attr.ino.0, name("sdk-link")).await.unwrap();
+    assert_eq!(fs2.readlink(sdk.attr.ino.0).await.unwrap(), b"../other/file.txt");
     assert_eq!(
         fs2.link(l.attr.ino.0, ROOT, name("hard")).await.unwrap_err().errno(),
         libc::EPERM

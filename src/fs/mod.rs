@@ -20,6 +20,7 @@
 pub mod dir;
 pub mod error;
 pub mod inode;
+pub mod symlink;
 pub mod write;
 
 use std::collections::HashMap;
@@ -577,10 +578,10 @@ impl<C: ObjectClient> OssFs<C> {
             },
             Kind::Symlink => match self.client.get_symlink(&key).await {
                 Ok(link) => {
-                    let mut stat = Stat::new(link.target.len() as u64, link.last_modified, Some(link.etag.clone()));
+                    let target = symlink::to_posix(&key, &link.target, &link.user_meta);
+                    let mut stat = Stat::new(target.len() as u64, link.last_modified, Some(link.etag.clone()));
                     stat.meta = MetaAttrs::from_user_meta(&link.user_meta);
                     stat.meta_etag = Some(link.etag);
-                    let target = link.target;
                     self.inodes.update(inode.ino, |i| i.symlink_target = Some(target));
                     Some(stat)
                 }
@@ -876,9 +877,10 @@ impl<C: ObjectClient> OssFs<C> {
         if let Some(t) = inode.symlink_target.filter(|_| inode.stat.etag.is_some()) {
             return Ok(t.into_bytes());
         }
-        let link = self.client.get_symlink(&self.key(&inode.path, Kind::Symlink)).await?;
-        let target = link.target.clone();
-        self.inodes.update(ino, |i| i.symlink_target = Some(link.target));
+        let key = self.key(&inode.path, Kind::Symlink);
+        let link = self.client.get_symlink(&key).await?;
+        let target = symlink::to_posix(&key, &link.target, &link.user_meta);
+        self.inodes.update(ino, |i| i.symlink_target = Some(target.clone()));
         Ok(target.into_bytes())
     }
 
@@ -1040,12 +1042,10 @@ impl<C: ObjectClient> OssFs<C> {
         let attrs = self.new_meta(Kind::Symlink, 0o777, uid, gid);
         let mut meta = UserMeta::new();
         attrs.apply_to(&mut meta);
-        let params = PutSymlinkParams {
-            key: self.key(&path, Kind::Symlink),
-            target: target.to_string(),
-            user_meta: meta,
-            forbid_overwrite: false,
-        };
+        let key = self.key(&path, Kind::Symlink);
+        let (oss_target, (meta_name, meta_value)) = symlink::to_oss(&key, target);
+        meta.insert(meta_name, meta_value);
+        let params = PutSymlinkParams { key, target: oss_target, user_meta: meta, forbid_overwrite: false };
         let etag = self.client.put_symlink(params).await?;
         let mut stat = Stat::new(target.len() as u64, SystemTime::now(), Some(etag.clone()));
         stat.meta = attrs;
@@ -1080,7 +1080,7 @@ impl<C: ObjectClient> OssFs<C> {
             let link = self.client.get_symlink(src).await?;
             let params = PutSymlinkParams {
                 key: dest.to_string(),
-                target: link.target,
+                target: symlink::retarget(dest, &link.target, &link.user_meta),
                 user_meta: link.user_meta,
                 forbid_overwrite: false,
             };

@@ -1,6 +1,7 @@
 """The mount and the official oss2 SDK see the same bucket."""
 import os
 import stat
+import time
 
 import oss2
 
@@ -43,6 +44,9 @@ def test_objects_written_by_oss2_appear_correctly(server, make_mount):
     assert (m.path / "marker-dir").is_dir() and os.listdir(m.path / "marker-dir") == []
     assert (m.path / "implicit").is_dir()
     assert (m.path / "implicit" / "child.txt").read_text() == "child\n"
+    # listings carry no user metadata: mode/owner/mtime arrive with the first getattr after the
+    # metadata TTL (1 s by default), as doc/SEMANTICS.md says
+    time.sleep(1.5)
     st = os.stat(m.path / "moded.sh")
     assert stat.S_IMODE(st.st_mode) == 0o755
     assert (st.st_uid, st.st_gid) == (1234, 4321)
