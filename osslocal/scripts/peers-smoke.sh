@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Real-client smoke test of the osslocal S3 dialect: mounts a release osslocal with s3fs
+# (SigV4 and SigV2) and rclone (SigV4), and runs the benchmark's file operations on each
+# mount. Installs s3fs and rclone with apt-get when missing. Exits non-zero on any failure;
+# every mount and the server are always torn down.
+#
+#   osslocal/scripts/peers-smoke.sh [MiB]      (default 64 MiB for the big file)
+set -euo pipefail
+
+BIG_MIB=${1:-64}
+SMALL_FILES=200
+ACCESS_KEY=smokeAK
+SECRET_KEY=smokeSK0123456789
+BUCKET=bench-bucket
+REGION=cn-hangzhou
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$here/.." && pwd)
+
+if ! command -v s3fs >/dev/null || ! command -v rclone >/dev/null; then
+    echo "installing s3fs and rclone" >&2
+    apt-get install -y s3fs rclone >/dev/null || { echo "FAIL: cannot install s3fs/rclone" >&2; exit 2; }
+fi
+command -v fusermount3 >/dev/null || { echo "FAIL: fusermount3 missing" >&2; exit 2; }
+
+(cd "$root" && cargo build --release -q -p osslocal)
+bin="$root/target/release/osslocal"
+
+work=$(mktemp -d)
+server_pid=""
+mounts=()
+peer_pid=""
+
+cleanup() {
+    local m
+    for m in "${mounts[@]}"; do
+        fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done
+    if [[ -n "$peer_pid" ]]; then kill "$peer_pid" 2>/dev/null || true; fi
+    if [[ -n "$server_pid" ]]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+"$bin" --listen 127.0.0.1:0 --data-dir "$work/data" --bucket "$BUCKET" --region "$REGION" \
+    --access-key "$ACCESS_KEY:$SECRET_KEY" --no-fsync --ready-file "$work/ready" >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 100); do [[ -s "$work/ready" ]] && break; sleep 0.1; done
+[[ -s "$work/ready" ]] || { echo "FAIL: osslocal did not start" >&2; cat "$work/server.log" >&2; exit 1; }
+addr=$(head -1 "$work/ready")
+echo "osslocal on $addr"
+
+wait_mounted() {
+    local m=$1
+    for _ in $(seq 100); do
+        if mountpoint -q "$m"; then return 0; fi
+        sleep 0.1
+    done
+    echo "FAIL: $m did not mount" >&2
+    return 1
+}
+
+# The benchmark's operations on one mount; $1 mount point, $2 label.
+workload() {
+    local m=$1 label=$2 d
+    d="$m/smoke-$label"
+    echo "[$label] mkdir + dd ${BIG_MIB} MiB"
+    mkdir "$d"
+    head -c $((BIG_MIB * 1024 * 1024)) /dev/urandom >"$work/big.src"
+    dd if="$work/big.src" of="$d/big" bs=1M conv=fsync status=none
+    echo "[$label] read back + cmp"
+    sync
+    cmp "$work/big.src" "$d/big"
+    echo "[$label] random reads"
+    local off
+    for off in 0 4097 $((BIG_MIB * 1024 * 1024 - 5000)); do
+        cmp <(dd if="$d/big" bs=1 skip="$off" count=4096 status=none iflag=skip_bytes,count_bytes) \
+            <(dd if="$work/big.src" bs=1 skip="$off" count=4096 status=none iflag=skip_bytes,count_bytes)
+    done
+    echo "[$label] $SMALL_FILES small files"
+    mkdir "$d/small"
+    local i
+    for i in $(seq "$SMALL_FILES"); do
+        head -c 16384 /dev/urandom >"$d/small/f$i"
+    done
+    for i in 1 57 $SMALL_FILES; do
+        [[ $(stat -c %s "$d/small/f$i") == 16384 ]]
+    done
+    echo "[$label] ls -l / find"
+    [[ $(ls -l "$d/small" | grep -c '^-') == "$SMALL_FILES" ]]
+    [[ $(find "$d" -type f | wc -l) == $((SMALL_FILES + 1)) ]]
+    echo "[$label] mv"
+    mv "$d/big" "$d/big.moved"
+    [[ ! -e "$d/big" ]]
+    cmp "$work/big.src" "$d/big.moved"
+    mv "$d/small/f1" "$d/small/g1"
+    [[ -f "$d/small/g1" && ! -e "$d/small/f1" ]]
+    if [[ $label != rclone ]]; then
+        echo "[$label] chmod"
+        chmod 600 "$d/small/g1"
+        [[ $(stat -c %a "$d/small/g1") == 600 ]]
+    fi
+    echo "[$label] rm -r"
+    rm -r "$d"
+    [[ ! -e "$d" ]]
+    echo "[$label] OK"
+}
+
+creds="$work/passwd"
+echo "$ACCESS_KEY:$SECRET_KEY" >"$creds"
+chmod 600 "$creds"
+
+run_s3fs() {
+    local label=$1 sigopt=$2 m="$work/mnt-$1"
+    mkdir -p "$m"
+    mounts+=("$m")
+    s3fs "$BUCKET" "$m" -o "url=http://$addr,use_path_request_style,passwd_file=$creds,endpoint=$REGION,$sigopt" \
+        -o dbglevel=warn -o logfile="$work/$label.log"
+    wait_mounted "$m"
+    workload "$m" "$label"
+    fusermount3 -u "$m"
+}
+
+run_rclone() {
+    local m="$work/mnt-rclone"
+    mkdir -p "$m"
+    mounts+=("$m")
+    cat >"$work/rclone.conf" <<CONF
+[osslocal]
+type = s3
+provider = Other
+access_key_id = $ACCESS_KEY
+secret_access_key = $SECRET_KEY
+endpoint = http://$addr
+force_path_style = true
+region = $REGION
+CONF
+    env -u AWS_CA_BUNDLE rclone --config "$work/rclone.conf" mount "osslocal:$BUCKET" "$m" \
+        --vfs-cache-mode writes --log-file "$work/rclone.log" --log-level NOTICE &
+    peer_pid=$!
+    wait_mounted "$m"
+    workload "$m" rclone
+    fusermount3 -u "$m"
+    wait "$peer_pid" || true
+    peer_pid=""
+}
+
+status=0
+run_s3fs s3fs-v4 sigv4 || { echo "FAIL: s3fs (SigV4)" >&2; cat "$work/s3fs-v4.log" >&2 || true; status=1; }
+run_s3fs s3fs-v2 sigv2 || { echo "FAIL: s3fs (SigV2)" >&2; cat "$work/s3fs-v2.log" >&2 || true; status=1; }
+run_rclone || { echo "FAIL: rclone" >&2; tail -50 "$work/rclone.log" >&2 || true; status=1; }
+curl -s "http://$addr/_osslocal/stats" | head -c 2000; echo
+if [[ $status == 0 ]]; then echo "peers-smoke: all OK"; fi
+exit $status
