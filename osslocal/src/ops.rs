@@ -337,16 +337,28 @@ impl Ctx<'_> {
     }
 }
 
+/// Where a request came from and which dialect it speaks.
+pub struct Origin<'a> {
+    pub request_id: &'a str,
+    /// `Host` of the request (also the `HostId` of errors).
+    pub host: &'a str,
+    /// Signed (or marked) as S3: S3 signatures, header names and answer shapes.
+    pub s3: bool,
+}
+
 pub async fn handle(
     app: &Arc<App>,
     req: Request<Incoming>,
     target: Target,
     query: Vec<(String, String)>,
     raw_query: String,
-    request_id: &str,
-    host: &str,
-    is_s3: bool,
+    origin: Origin<'_>,
 ) -> Result<Response<RespBody>, OssError> {
+    let Origin {
+        request_id,
+        host,
+        s3: is_s3,
+    } = origin;
     let (mut parts, body) = req.into_parts();
     let q = Query(query);
     let body = s3::request_body(is_s3 && s3::is_aws_chunked(&parts.headers), body);

@@ -359,7 +359,19 @@ async fn route(
     {
         return handle_sts(app, req, query).await;
     }
-    ops::handle(app, req, target, query, raw_query, request_id, host, is_s3).await
+    ops::handle(
+        app,
+        req,
+        target,
+        query,
+        raw_query,
+        ops::Origin {
+            request_id,
+            host,
+            s3: is_s3,
+        },
+    )
+    .await
 }
 
 async fn handle_sts(
