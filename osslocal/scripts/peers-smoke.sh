@@ -21,6 +21,7 @@ if ! command -v s3fs >/dev/null || ! command -v rclone >/dev/null; then
     echo "installing s3fs and rclone" >&2
     apt-get install -y s3fs rclone >/dev/null || { echo "FAIL: cannot install s3fs/rclone" >&2; exit 2; }
 fi
+command -v jq >/dev/null || { echo "FAIL: jq missing" >&2; exit 2; }
 command -v fusermount3 >/dev/null || { echo "FAIL: fusermount3 missing" >&2; exit 2; }
 
 (cd "$root" && cargo build --release -q -p osslocal)
@@ -45,13 +46,42 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$bin" --listen 127.0.0.1:0 --data-dir "$work/data" --bucket "$BUCKET" --region "$REGION" \
-    --access-key "$ACCESS_KEY:$SECRET_KEY" --no-fsync --ready-file "$work/ready" >"$work/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 100); do [[ -s "$work/ready" ]] && break; sleep 0.1; done
-[[ -s "$work/ready" ]] || { echo "FAIL: osslocal did not start" >&2; cat "$work/server.log" >&2; exit 1; }
-addr=$(head -1 "$work/ready")
-echo "osslocal on $addr"
+# A fresh server per client; its log records the signature scheme of every S3 request.
+start_server() {
+    local label=$1
+    rm -f "$work/ready"
+    OSSLOCAL_LOG=osslocal::s3=debug "$bin" --listen 127.0.0.1:0 --data-dir "$work/data-$label" \
+        --bucket "$BUCKET" --region "$REGION" --access-key "$ACCESS_KEY:$SECRET_KEY" --no-fsync \
+        --ready-file "$work/ready" >"$work/server-$label.log" 2>&1 &
+    server_pid=$!
+    for _ in $(seq 100); do [[ -s "$work/ready" ]] && break; sleep 0.1; done
+    [[ -s "$work/ready" ]] || { echo "FAIL: osslocal did not start" >&2; cat "$work/server-$label.log" >&2; return 1; }
+    addr=$(head -1 "$work/ready")
+    echo "[$label] osslocal on $addr"
+}
+
+# Stop the server. Every S3 request must have used scheme $2 and passed its signature check,
+# and the workload must have reached the server (reads, writes, deletes, listings).
+stop_server() {
+    local label=$1 scheme=$2 log="$work/server-$1.log" stats total wrong bad op
+    stats=$(curl -s "http://$addr/_osslocal/stats")
+    echo "[$label] stats: $stats"
+    kill "$server_pid"
+    wait "$server_pid" || true
+    server_pid=""
+    sed 's/\x1b\[[0-9;]*m//g' "$log" | grep 'S3 request' >"$log.s3" || true
+    total=$(wc -l <"$log.s3")
+    wrong=$(grep -vc "scheme=\"$scheme\" " "$log.s3" || true)
+    bad=$(grep -c 'ok=false' "$log.s3" || true)
+    echo "[$label] $total S3 requests, $wrong not $scheme, $bad with a bad signature"
+    [[ $total -gt 0 && $wrong == 0 && $bad == 0 ]] || return 1
+    [[ $(jq .s3_requests <<<"$stats") == $(jq .requests <<<"$stats") ]] || return 1
+    for op in GetObject PutObject DeleteObject; do
+        [[ $(jq ".ops.$op // 0" <<<"$stats") -gt 0 ]] || { echo "[$label] no $op reached the server" >&2; return 1; }
+    done
+    [[ $(jq '(.ops.ListObjects // 0) + (.ops.ListObjectsV2 // 0)' <<<"$stats") -gt 0 ]] || return 1
+    [[ $(jq '(.ops.CopyObject // 0) + (.ops.UploadPartCopy // 0)' <<<"$stats") -gt 0 ]] || return 1
+}
 
 wait_mounted() {
     local m=$1
@@ -114,7 +144,8 @@ echo "$ACCESS_KEY:$SECRET_KEY" >"$creds"
 chmod 600 "$creds"
 
 run_s3fs() {
-    local label=$1 sigopt=$2 m="$work/mnt-$1"
+    local label=$1 sigopt=$2 scheme=$3 m="$work/mnt-$1"
+    start_server "$label"
     mkdir -p "$m"
     mounts+=("$m")
     s3fs "$BUCKET" "$m" -o "url=http://$addr,use_path_request_style,passwd_file=$creds,endpoint=$REGION,$sigopt" \
@@ -122,10 +153,12 @@ run_s3fs() {
     wait_mounted "$m"
     workload "$m" "$label"
     fusermount3 -u "$m"
+    stop_server "$label" "$scheme"
 }
 
 run_rclone() {
     local m="$work/mnt-rclone"
+    start_server rclone
     mkdir -p "$m"
     mounts+=("$m")
     cat >"$work/rclone.conf" <<CONF
@@ -139,19 +172,19 @@ force_path_style = true
 region = $REGION
 CONF
     env -u AWS_CA_BUNDLE rclone --config "$work/rclone.conf" mount "osslocal:$BUCKET" "$m" \
-        --vfs-cache-mode writes --log-file "$work/rclone.log" --log-level NOTICE &
+        --vfs-cache-mode off --dir-cache-time 1s --log-file "$work/rclone.log" --log-level NOTICE &
     peer_pid=$!
     wait_mounted "$m"
     workload "$m" rclone
     fusermount3 -u "$m"
     wait "$peer_pid" || true
     peer_pid=""
+    stop_server rclone v4
 }
 
 status=0
-run_s3fs s3fs-v4 sigv4 || { echo "FAIL: s3fs (SigV4)" >&2; cat "$work/s3fs-v4.log" >&2 || true; status=1; }
-run_s3fs s3fs-v2 sigv2 || { echo "FAIL: s3fs (SigV2)" >&2; cat "$work/s3fs-v2.log" >&2 || true; status=1; }
+run_s3fs s3fs-v4 sigv4 v4 || { echo "FAIL: s3fs (SigV4)" >&2; cat "$work/s3fs-v4.log" >&2 || true; status=1; }
+run_s3fs s3fs-v2 sigv2 v2 || { echo "FAIL: s3fs (SigV2)" >&2; cat "$work/s3fs-v2.log" >&2 || true; status=1; }
 run_rclone || { echo "FAIL: rclone" >&2; tail -50 "$work/rclone.log" >&2 || true; status=1; }
-curl -s "http://$addr/_osslocal/stats" | head -c 2000; echo
 if [[ $status == 0 ]]; then echo "peers-smoke: all OK"; fi
 exit $status

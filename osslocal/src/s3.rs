@@ -137,31 +137,30 @@ pub fn authenticate(
         now,
         tokens_expired_before,
     };
-    if let Some(a) = req.headers.get(header::AUTHORIZATION) {
+    let (scheme, result) = if let Some(a) = req.headers.get(header::AUTHORIZATION) {
         let a = std::str::from_utf8(a.as_bytes())
             .map_err(|_| malformed_authorization())?
             .trim();
         if let Some(rest) = a.strip_prefix(V4_ALGORITHM).filter(|r| r.starts_with(' ')) {
-            return v.v4_header(rest);
+            ("v4", v.v4_header(rest))
+        } else if let Some(rest) = a.strip_prefix("AWS ") {
+            ("v2", v.v2_header(rest))
+        } else {
+            return Err(malformed_authorization());
         }
-        if let Some(rest) = a.strip_prefix("AWS ") {
-            return v.v2_header(rest);
-        }
-        return Err(malformed_authorization());
-    }
-    if param(&query, "X-Amz-Algorithm").is_some() {
-        return v.v4_presigned();
-    }
-    if param(&query, "AWSAccessKeyId").is_some() {
-        return v.v2_presigned();
-    }
-    if cfg.anonymous {
-        Ok(Principal::Anonymous)
+    } else if param(&query, "X-Amz-Algorithm").is_some() {
+        ("v4-presigned", v.v4_presigned())
+    } else if param(&query, "AWSAccessKeyId").is_some() {
+        ("v2-presigned", v.v2_presigned())
+    } else if cfg.anonymous {
+        ("anonymous", Ok(Principal::Anonymous))
     } else {
-        Err(OssError::access_denied(
+        return Err(OssError::access_denied(
             "Anonymous access is forbidden for this operation",
-        ))
-    }
+        ));
+    };
+    tracing::debug!(scheme, ok = result.is_ok(), method = req.method, "S3 request");
+    result
 }
 
 fn malformed_authorization() -> OssError {
