@@ -822,7 +822,6 @@ pub fn finish_response(resp: &mut Response<RespBody>, request_id: &str) {
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-amz-request-id", v);
     }
-    h.insert(header::SERVER, HeaderValue::from_static("osslocal"));
 }
 
 /// An OSS result document in S3 form: the S3 namespace on the root and lower-case ETags.

@@ -41,6 +41,7 @@ struct S3Req<'a> {
     query: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    ak: &'a str,
     secret: &'a str,
     payload_hash: Option<String>,
 }
@@ -55,6 +56,7 @@ fn s3<'a>(srv: &'a Server, sig: Sig, method: &'a str, path: &str) -> S3Req<'a> {
         query: q.to_string(),
         headers: vec![],
         body: vec![],
+        ak: AK,
         secret: SK,
         payload_hash: None,
     }
@@ -75,6 +77,11 @@ impl<'a> S3Req<'a> {
     }
     fn secret(mut self, s: &'a str) -> Self {
         self.secret = s;
+        self
+    }
+    fn creds(mut self, ak: &'a str, sk: &'a str) -> Self {
+        self.ak = ak;
+        self.secret = sk;
         self
     }
     fn payload(mut self, p: &str) -> Self {
@@ -124,7 +131,10 @@ impl<'a> S3Req<'a> {
                 let sig = hex::encode(hmac256(&k, &sts));
                 hs.push((
                     "authorization".into(),
-                    format!("AWS4-HMAC-SHA256 Credential={AK}/{scope}, SignedHeaders={signed}, Signature={sig}"),
+                    format!(
+                        "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={sig}",
+                        self.ak
+                    ),
                 ));
             }
             Sig::V2 => {
@@ -165,7 +175,7 @@ impl<'a> S3Req<'a> {
                 let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(self.secret.as_bytes()).unwrap();
                 m.update(sts.as_bytes());
                 let sig = base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes());
-                hs.push(("authorization".into(), format!("AWS {AK}:{sig}")));
+                hs.push(("authorization".into(), format!("AWS {}:{sig}", self.ak)));
             }
         }
         hs
@@ -516,4 +526,114 @@ fn stats_count_s3_requests_under_operation_names() {
     assert_eq!(st["ops"]["PutObject"], 1);
     assert_eq!(st["ops"]["GetObject"], 2);
     assert_eq!(st["ops"]["ListObjectsV2"], 1);
+}
+
+#[test]
+fn presigned_v4_and_v2() {
+    let s = server();
+    s3(&s, Sig::V4, "PUT", &obj("p/q r")).body(b"presigned").send();
+    let path = obj("p/q r");
+    let now = chrono::Utc::now();
+    let date = now.format("%Y%m%d").to_string();
+    let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
+    let presign_v4 = |expires: &str, secret: &str| {
+        let cred = pe(&format!("{AK}/{date}/cn-hangzhou/s3/aws4_request"));
+        let q = format!(
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={cred}&X-Amz-Date={amz_date}&X-Amz-Expires={expires}&X-Amz-SignedHeaders=host"
+        );
+        let canonical = format!("GET\n{path}\n{q}\nhost:{}\n\nhost\nUNSIGNED-PAYLOAD", s.addr);
+        let sts = format!(
+            "AWS4-HMAC-SHA256\n{amz_date}\n{date}/cn-hangzhou/s3/aws4_request\n{}",
+            sha256_hex(canonical.as_bytes())
+        );
+        let k = hmac256(format!("AWS4{secret}").as_bytes(), &date);
+        let k = hmac256(&hmac256(&hmac256(&k, "cn-hangzhou"), "s3"), "aws4_request");
+        format!("{path}?{q}&X-Amz-Signature={}", hex::encode(hmac256(&k, &sts)))
+    };
+    let r = s.get(&presign_v4("300", SK));
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, b"presigned".as_slice()),
+        "{}",
+        r.text()
+    );
+    assert_s3_error(&s.get(&presign_v4("300", "wrong")), 403, "SignatureDoesNotMatch");
+    let r = s.get(&presign_v4("999999999", SK));
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    let presign_v2 = |expires: i64| {
+        let sts = format!("GET\n\n\n{expires}\n{path}");
+        let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(SK.as_bytes()).unwrap();
+        m.update(sts.as_bytes());
+        let sig = base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes());
+        format!("{path}?AWSAccessKeyId={AK}&Expires={expires}&Signature={}", pe(&sig))
+    };
+    let r = s.get(&presign_v2(now.timestamp() + 300));
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, b"presigned".as_slice()),
+        "{}",
+        r.text()
+    );
+    assert_s3_error(&s.get(&presign_v2(now.timestamp() - 10)), 403, "AccessDenied");
+}
+
+#[test]
+fn sts_credentials_and_session_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":["oss:GetObject"],"Resource":["acs:oss:*:*:bkt/ro/*"]}]}"#,
+    )
+    .unwrap();
+    let role = "acs:ram::1234567890123456:role/reader";
+    let s = Server::start(&[
+        "--bucket",
+        BUCKET,
+        "--access-key",
+        &format!("{AK}:{SK}"),
+        "--role",
+        &format!("{role}=@{}", policy.display()),
+    ]);
+    s3(&s, Sig::V4, "PUT", &obj("ro/x")).body(b"readable").send();
+    s3(&s, Sig::V4, "PUT", &obj("secret")).body(b"hidden").send();
+    let q = sts_query(
+        AK,
+        SK,
+        &[
+            ("Action", "AssumeRole"),
+            ("RoleArn", role),
+            ("RoleSessionName", "s3"),
+            ("DurationSeconds", "900"),
+        ],
+    );
+    let r = s.get(&format!("/?{q}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let c = &j["Credentials"];
+    let (ak, sk, tok) = (
+        c["AccessKeyId"].as_str().unwrap(),
+        c["AccessKeySecret"].as_str().unwrap(),
+        c["SecurityToken"].as_str().unwrap(),
+    );
+    for sig in [Sig::V4, Sig::V2] {
+        let r = s3(&s, sig, "GET", &obj("ro/x"))
+            .creds(ak, sk)
+            .h("x-amz-security-token", tok)
+            .send();
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, b"readable".as_slice()),
+            "{}",
+            r.text()
+        );
+        let r = s3(&s, sig, "GET", &obj("secret"))
+            .creds(ak, sk)
+            .h("x-amz-security-token", tok)
+            .send();
+        assert_s3_error(&r, 403, "AccessDenied");
+        let r = s3(&s, sig, "GET", &obj("ro/x")).creds(ak, sk).send();
+        assert_s3_error(&r, 403, "InvalidSecurityToken");
+    }
 }
