@@ -5,10 +5,14 @@
 # every mount and the server are always torn down.
 #
 #   osslocal/scripts/peers-smoke.sh [MiB]      (default 64 MiB for the big file)
+#
+# PEERS_MANY_FILES (default 10000) objects are seeded under many/ through plain OSS PUTs before
+# each mount, and listed through the mount with ls -l and find (paginated listings).
 set -euo pipefail
 
 BIG_MIB=${1:-64}
 SMALL_FILES=200
+MANY_FILES=${PEERS_MANY_FILES:-10000}
 ACCESS_KEY=smokeAK
 SECRET_KEY=smokeSK0123456789
 BUCKET=bench-bucket
@@ -50,14 +54,21 @@ trap cleanup EXIT INT TERM
 start_server() {
     local label=$1
     rm -f "$work/ready"
+    # --anonymous lets curl seed objects unsigned; every S3 request of the peer is still
+    # checked to be signed with the expected scheme (stop_server).
     OSSLOCAL_LOG=osslocal::s3=debug "$bin" --listen 127.0.0.1:0 --data-dir "$work/data-$label" \
-        --bucket "$BUCKET" --region "$REGION" --access-key "$ACCESS_KEY:$SECRET_KEY" --no-fsync \
+        --bucket "$BUCKET" --region "$REGION" --access-key "$ACCESS_KEY:$SECRET_KEY" --no-fsync --anonymous \
         --ready-file "$work/ready" >"$work/server-$label.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 100); do [[ -s "$work/ready" ]] && break; sleep 0.1; done
     [[ -s "$work/ready" ]] || { echo "FAIL: osslocal did not start" >&2; cat "$work/server-$label.log" >&2; return 1; }
     addr=$(head -1 "$work/ready")
-    echo "[$label] osslocal on $addr"
+    echo "[$label] osslocal on $addr, seeding $MANY_FILES objects"
+    printf 'x' >"$work/one"
+    seq "$MANY_FILES" | awk -v f="$work/one" -v u="http://$addr/$BUCKET/many/" \
+        '{ printf "upload-file = \"%s\"\nurl = \"%sf%05d\"\n", f, u, $1 }' >"$work/seed.curl"
+    curl -sf -K "$work/seed.curl" -o /dev/null || { echo "FAIL: seeding" >&2; return 1; }
+    curl -sf -X POST "http://$addr/_osslocal/stats/reset" >/dev/null
 }
 
 # Stop the server. Every S3 request must have used scheme $2 and passed its signature check,
@@ -136,6 +147,10 @@ workload() {
     echo "[$label] rm -r"
     rm -r "$d"
     [[ ! -e "$d" ]]
+    echo "[$label] ls -l / find over $MANY_FILES files"
+    [[ $(ls -l "$m/many" | grep -c '^-') == "$MANY_FILES" ]]
+    [[ $(find "$m/many" -type f | wc -l) == "$MANY_FILES" ]]
+    [[ $(cat "$m/many/f00001") == x ]]
     echo "[$label] OK"
 }
 
