@@ -396,6 +396,7 @@ pub async fn handle(
     }
     let principal = if let Some(headers) = &original_headers {
         let p = s3_authenticate(app, &parts, headers, &raw_query, &target)?;
+        s3::check_supported(&q.0)?;
         s3::finish_request_headers(&mut parts.headers);
         p
     } else {

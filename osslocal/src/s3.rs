@@ -64,6 +64,55 @@ const V2_SUBRESOURCES: &[&str] = &[
     "website",
 ];
 
+/// Bucket and object sub-resources of S3 that osslocal does not implement: answered with 501
+/// `NotImplemented` rather than served as a listing or an object read.
+const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
+    "accelerate",
+    "acl",
+    "analytics",
+    "attributes",
+    "cors",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "legal-hold",
+    "lifecycle",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "restore",
+    "retention",
+    "select",
+    "tagging",
+    "torrent",
+    "versioning",
+    "versions",
+    "website",
+];
+
+/// 501 `NotImplemented` when the query names an unsupported S3 sub-resource.
+pub fn check_supported(query: &[(String, String)]) -> Result<(), OssError> {
+    match query
+        .iter()
+        .find(|(k, _)| UNSUPPORTED_SUBRESOURCES.contains(&k.as_str()))
+    {
+        Some((k, _)) => Err(OssError::new(
+            501,
+            "NotImplemented",
+            format!("osslocal does not implement the S3 '{k}' sub-resource."),
+            "0000-00000000",
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Request header renames applied to S3 requests (S3 name → OSS name).
 const HEADER_MAP: &[(&str, &str)] = &[
     ("x-amz-copy-source", "x-oss-copy-source"),

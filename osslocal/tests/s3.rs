@@ -164,7 +164,16 @@ impl<'a> S3Req<'a> {
                     .split('&')
                     .filter(|p| {
                         let k = p.split('=').next().unwrap_or("");
-                        ["uploads", "uploadId", "partNumber", "delete", "location"].contains(&k)
+                        [
+                            "uploads",
+                            "uploadId",
+                            "partNumber",
+                            "delete",
+                            "location",
+                            "acl",
+                            "versioning",
+                        ]
+                        .contains(&k)
                     })
                     .collect();
                 subs.sort();
@@ -365,6 +374,11 @@ fn listing(sig: Sig) {
     assert_eq!(r.xml("Name").as_deref(), Some(BUCKET));
     let r = s3(&s, sig, "PUT", &root).send();
     assert_s3_error(&r, 409, "BucketAlreadyOwnedByYou");
+    // Unimplemented sub-resources are refused, not served as a listing or an object.
+    let r = s3(&s, sig, "GET", &format!("{root}?versioning")).send();
+    assert_s3_error(&r, 501, "NotImplemented");
+    let r = s3(&s, sig, "GET", &format!("{}?acl", obj("top"))).send();
+    assert_s3_error(&r, 501, "NotImplemented");
 }
 
 #[test]

@@ -333,3 +333,13 @@ fn xml_documents_get_namespace_and_lowercase_etags() {
         )
     );
 }
+
+#[test]
+fn unsupported_subresources_are_refused() {
+    let q = |k: &str| vec![(k.to_string(), String::new())];
+    assert_eq!(check_supported(&q("acl")).unwrap_err().status, 501);
+    assert_eq!(check_supported(&q("versioning")).unwrap_err().code, "NotImplemented");
+    assert!(check_supported(&q("uploads")).is_ok());
+    assert!(check_supported(&q("list-type")).is_ok());
+    assert!(check_supported(&[]).is_ok());
+}
