@@ -221,7 +221,24 @@ fn malformed_authorization() -> OssError {
     )
 }
 
-fn signature_mismatch(ak: &str, provided: &str, string_to_sign: &str, canonical: Option<&str>) -> OssError {
+/// `SignatureDoesNotMatch` echoing what the server signed; a security token inside it (raw or
+/// percent-encoded) is shortened to its first characters.
+fn signature_mismatch(
+    ak: &str,
+    provided: &str,
+    string_to_sign: &str,
+    canonical: Option<&str>,
+    token: Option<&str>,
+) -> OssError {
+    let redact = |text: &str| match token {
+        Some(t) if !t.is_empty() => text
+            .replace(t, &auth::redact_token(t))
+            .replace(&auth::percent_encode_rfc3986(t), &auth::redact_token(t)),
+        _ => text.to_string(),
+    };
+    let string_to_sign = &redact(string_to_sign);
+    let canonical = canonical.map(redact);
+    let canonical = canonical.as_deref();
     let bytes: String = string_to_sign.bytes().map(|b| format!("{b:02x} ")).collect();
     let mut e = OssError::new(
         403,
@@ -300,6 +317,13 @@ fn parse_scope(credential: &str) -> Option<Scope<'_>> {
 }
 
 impl Verifier<'_> {
+    /// The security token presented (header, or presigned query parameter).
+    fn token(&self) -> Option<&str> {
+        header_str(self.req.headers, "x-amz-security-token")
+            .or_else(|| param(self.query, "X-Amz-Security-Token"))
+            .or_else(|| param(self.query, "x-amz-security-token"))
+    }
+
     fn resolve(&self, ak: &str, token: Option<&str>) -> Result<(String, Principal), OssError> {
         auth::resolve_secret(self.cfg, ak, token, self.now, self.tokens_expired_before).map_err(|mut e| {
             for (name, _) in e.extra.iter_mut() {
@@ -436,7 +460,13 @@ impl Verifier<'_> {
             first.get_or_insert((sts, canonical));
         }
         let (sts, canonical) = first.unwrap_or_default();
-        Err(signature_mismatch(scope.ak, provided, &sts, Some(&canonical)))
+        Err(signature_mismatch(
+            scope.ak,
+            provided,
+            &sts,
+            Some(&canonical),
+            self.token(),
+        ))
     }
 
     /// `Authorization: AWS AK:SIG`.
@@ -498,7 +528,13 @@ impl Verifier<'_> {
                 first.get_or_insert(sts);
             }
         }
-        Err(signature_mismatch(ak, provided, &first.unwrap_or_default(), None))
+        Err(signature_mismatch(
+            ak,
+            provided,
+            &first.unwrap_or_default(),
+            None,
+            self.token(),
+        ))
     }
 
     /// The canonical resource as sent, then with the path decoded (clients differ).

@@ -649,5 +649,13 @@ fn sts_credentials_and_session_policy() {
         assert_s3_error(&r, 403, "AccessDenied");
         let r = s3(&s, sig, "GET", &obj("ro/x")).creds(ak, sk).send();
         assert_s3_error(&r, 403, "InvalidSecurityToken");
+        // A bad signature echoes what was signed, but never the whole token.
+        let r = s3(&s, sig, "GET", &obj("ro/x"))
+            .creds(ak, "wrong")
+            .h("x-amz-security-token", tok)
+            .send();
+        assert_s3_error(&r, 403, "SignatureDoesNotMatch");
+        assert!(r.text().contains("x-amz-security-token:"), "{}", r.text());
+        assert!(!r.text().contains(tok), "token echoed: {}", r.text());
     }
 }
