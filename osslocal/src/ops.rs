@@ -13,7 +13,6 @@ use http::response::Builder;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
-
 use md5::{Digest as _, Md5};
 
 use crate::error::OssError;
@@ -1695,17 +1694,19 @@ fn get_symlink(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
 async fn delete_multiple(ctx: &Ctx<'_>, body: ReqBody) -> Result<Response<RespBody>, OssError> {
     let b = ctx.bucket()?;
     let md5 = content_md5(ctx)?;
-    // S3 clients may protect the body with a payload hash instead of Content-MD5.
-    let Some(md5) = md5.or_else(|| ctx.s3.then_some([0u8; 16])) else {
+    // S3 clients may protect the body with a signed payload hash instead of Content-MD5.
+    if md5.is_none() && !ctx.s3 {
         return Err(OssError::new(
             400,
             "InvalidDigest",
             "Content-MD5 is required for DeleteMultipleObjects.",
             "0016-00000401",
         ));
-    };
+    }
     let body = read_small_body(ctx.app, body).await?;
-    if ctx.header("content-md5").is_some() && Md5::digest(&body).as_slice() != md5 {
+    if let Some(md5) = md5
+        && Md5::digest(&body).as_slice() != md5
+    {
         return Err(bad_digest());
     }
     let req = crate::xml::parse_delete(&body).map_err(|_| OssError::malformed_xml())?;
