@@ -316,6 +316,17 @@ fn parse_scope(credential: &str) -> Option<Scope<'_>> {
     })
 }
 
+/// What a V4 request claims: scope, signed header list, signature, time and payload hash.
+struct V4Claim<'a> {
+    scope: Scope<'a>,
+    signed_headers: &'a str,
+    provided: &'a str,
+    amz_date: &'a str,
+    payload: &'a str,
+    /// Query-string form: `X-Amz-Signature` is left out of the canonical query.
+    presigned: bool,
+}
+
 impl Verifier<'_> {
     /// The security token presented (header, or presigned query parameter).
     fn token(&self) -> Option<&str> {
@@ -371,7 +382,15 @@ impl Verifier<'_> {
         let token = header_str(self.req.headers, "x-amz-security-token");
         let (secret, principal) = self.resolve(scope.ak, token)?;
         let payload = header_str(self.req.headers, "x-amz-content-sha256").unwrap_or(UNSIGNED_PAYLOAD);
-        self.v4_verify(&scope, signed, provided, &amz_date, payload, &secret, None)?;
+        let claim = V4Claim {
+            scope,
+            signed_headers: signed,
+            provided,
+            amz_date: &amz_date,
+            payload,
+            presigned: false,
+        };
+        self.v4_verify(&claim, &secret)?;
         self.check_skew(&amz_date, request_time)?;
         Ok(principal)
     }
@@ -411,15 +430,15 @@ impl Verifier<'_> {
         let token = param(q, "X-Amz-Security-Token");
         let (secret, principal) = self.resolve(scope.ak, token)?;
         let payload = header_str(self.req.headers, "x-amz-content-sha256").unwrap_or(UNSIGNED_PAYLOAD);
-        self.v4_verify(
-            &scope,
-            signed,
+        let claim = V4Claim {
+            scope,
+            signed_headers: signed,
             provided,
             amz_date,
             payload,
-            &secret,
-            Some("X-Amz-Signature"),
-        )?;
+            presigned: true,
+        };
+        self.v4_verify(&claim, &secret)?;
         let expires_at = t + chrono::Duration::seconds(secs);
         if self.now > expires_at {
             return Err(OssError::access_denied("Request has expired")
@@ -432,19 +451,17 @@ impl Verifier<'_> {
         Ok(principal)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn v4_verify(
-        &self,
-        scope: &Scope<'_>,
-        signed_headers: &str,
-        provided: &str,
-        amz_date: &str,
-        payload: &str,
-        secret: &str,
-        skip_param: Option<&str>,
-    ) -> Result<(), OssError> {
+    fn v4_verify(&self, claim: &V4Claim<'_>, secret: &str) -> Result<(), OssError> {
+        let V4Claim {
+            scope,
+            signed_headers,
+            provided,
+            amz_date,
+            payload,
+            presigned,
+        } = claim;
         let key = v4_signing_key(secret, scope.date, scope.region);
-        let query = v4_canonical_query(self.query, skip_param);
+        let query = v4_canonical_query(self.query, presigned.then_some("X-Amz-Signature"));
         let headers = v4_canonical_headers(self.req.headers, signed_headers);
         let mut first: Option<(String, String)> = None;
         for uri in v4_canonical_uris(self.req.raw_path) {
