@@ -66,11 +66,16 @@ pub struct Stats {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     requests: AtomicU64,
+    s3_requests: AtomicU64,
 }
 
 impl Stats {
     pub fn request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+    /// One more request in the S3 dialect (also counted in `requests`).
+    pub fn s3_request(&self) {
+        self.s3_requests.fetch_add(1, Ordering::Relaxed);
     }
     pub fn op(&self, name: &str) {
         *lock(&self.counters).ops.entry(name.to_string()).or_default() += 1;
@@ -92,6 +97,7 @@ impl Stats {
         self.bytes_in.store(0, Ordering::Relaxed);
         self.bytes_out.store(0, Ordering::Relaxed);
         self.requests.store(0, Ordering::Relaxed);
+        self.s3_requests.store(0, Ordering::Relaxed);
     }
     pub fn to_json(&self) -> serde_json::Value {
         let c = lock(&self.counters);
@@ -104,6 +110,7 @@ impl Stats {
             "bytes_in": self.bytes_in.load(Ordering::Relaxed),
             "bytes_out": self.bytes_out.load(Ordering::Relaxed),
             "requests": self.requests.load(Ordering::Relaxed),
+            "s3_requests": self.s3_requests.load(Ordering::Relaxed),
         })
     }
 }

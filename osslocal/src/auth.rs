@@ -196,6 +196,33 @@ pub fn authenticate(
     }
 }
 
+/// The secret and principal behind an AccessKeyId (RAM user, or `STS.` key with its token),
+/// with the same errors as the OSS signatures. Used by the S3 dialect (`s3.rs`).
+pub(crate) fn resolve_secret(
+    cfg: &AuthConfig,
+    access_key_id: &str,
+    token: Option<&str>,
+    now: DateTime<Utc>,
+    tokens_expired_before: Option<DateTime<Utc>>,
+) -> Result<(String, Principal), OssError> {
+    let headers = http::HeaderMap::new();
+    let req = RequestParts {
+        method: "",
+        bucket: None,
+        key: None,
+        raw_query: "",
+        headers: &headers,
+    };
+    let ctx = Ctx {
+        req: &req,
+        query: &[],
+        cfg,
+        now,
+        tokens_expired_before,
+    };
+    ctx.resolve(access_key_id, token).map(|r| (r.secret, r.principal))
+}
+
 /// One request being authenticated.
 struct Ctx<'a> {
     req: &'a RequestParts<'a>,
@@ -540,7 +567,7 @@ impl<'a> V4Credential<'a> {
     }
 }
 
-fn skewed(request_time: &str, now: DateTime<Utc>) -> OssError {
+pub(crate) fn skewed(request_time: &str, now: DateTime<Utc>) -> OssError {
     OssError::request_time_too_skewed(request_time, &now.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
@@ -647,7 +674,7 @@ fn header_str<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// All values of a header, trimmed and joined with `,` (Go SDK rule for repeated headers).
-fn header_joined(headers: &http::HeaderMap, name: &str) -> String {
+pub(crate) fn header_joined(headers: &http::HeaderMap, name: &str) -> String {
     headers
         .get_all(name)
         .iter()
@@ -657,7 +684,7 @@ fn header_joined(headers: &http::HeaderMap, name: &str) -> String {
 }
 
 /// `Date`/`x-oss-date` of a V1 request: RFC 1123 (GMT), or the V4 basic ISO form.
-fn parse_http_date(text: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_http_date(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc2822(text.trim())
         .map(|d| d.with_timezone(&Utc))
         .ok()
@@ -665,13 +692,13 @@ fn parse_http_date(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// `YYYYMMDDTHHMMSSZ`.
-fn parse_v4_date(text: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_v4_date(text: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(text.trim(), "%Y%m%dT%H%M%SZ")
         .ok()
         .map(|d| d.and_utc())
 }
 
-fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(data);

@@ -9,6 +9,7 @@ mod error;
 mod ops;
 #[allow(dead_code)] // parts of the auth engineer's API the server does not call
 mod policy;
+mod s3;
 mod server;
 mod storage;
 #[allow(dead_code)] // parts of the auth engineer's API the server does not call

@@ -16,13 +16,15 @@ use hyper::body::{Frame, Incoming};
 use md5::{Digest as _, Md5};
 
 use crate::error::OssError;
-use crate::server::{ACCOUNT_ID, App, RespBody, Target, empty, full, http_date, percent_decode, read_small_body};
+use crate::server::{
+    ACCOUNT_ID, App, ReqBody, RespBody, Target, empty, full, http_date, percent_decode, read_small_body,
+};
 use crate::storage::{
     AppendRequest, BodyLen, Bucket, FileRange, ListEntry, ObjectMeta, ObjectType, StorageError, WriteMeta, Written,
     spawn_reader,
 };
 use crate::xml::{XmlWriter, url_encode};
-use crate::{auth, policy};
+use crate::{auth, policy, s3};
 
 /// Largest object (PutObject, append result, part) OSS accepts: 5 GiB.
 pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
@@ -317,6 +319,8 @@ struct Ctx<'a> {
     authz: Authz,
     host: &'a str,
     request_id: &'a str,
+    /// The request speaks S3: answers take the S3 shape.
+    s3: bool,
 }
 
 impl Ctx<'_> {
@@ -332,17 +336,52 @@ impl Ctx<'_> {
     }
 }
 
+/// Where a request came from and which dialect it speaks.
+pub struct Origin<'a> {
+    pub request_id: &'a str,
+    /// `Host` of the request (also the `HostId` of errors).
+    pub host: &'a str,
+    /// Signed (or marked) as S3: S3 signatures, header names and answer shapes.
+    pub s3: bool,
+}
+
 pub async fn handle(
     app: &Arc<App>,
     req: Request<Incoming>,
     target: Target,
     query: Vec<(String, String)>,
     raw_query: String,
-    request_id: &str,
-    host: &str,
+    origin: Origin<'_>,
 ) -> Result<Response<RespBody>, OssError> {
-    let (parts, body) = req.into_parts();
+    let Origin {
+        request_id,
+        host,
+        s3: is_s3,
+    } = origin;
+    let (mut parts, body) = req.into_parts();
     let q = Query(query);
+    let body = s3::request_body(is_s3 && s3::is_aws_chunked(&parts.headers), body);
+    // The S3 originals stay in the map for the signature check; OSS names are added.
+    let original_headers = is_s3.then(|| parts.headers.clone());
+    if is_s3 {
+        s3::map_request_headers(&mut parts.headers);
+        if parts.method == Method::PUT && target.bucket.is_some() && target.key.is_none() && q.0.is_empty() {
+            // CreateBucket: buckets come from the command line.
+            let headers = original_headers.as_ref().unwrap_or(&parts.headers);
+            s3_authenticate(app, &parts, headers, &raw_query, &target)?;
+            let name = target.bucket.as_deref().unwrap_or("");
+            return Err(match app.storage.bucket(name) {
+                Some(_) => OssError::new(
+                    409,
+                    "BucketAlreadyOwnedByYou",
+                    "Your previous request to create the named bucket succeeded and you already own it.",
+                    "0015-00000001",
+                )
+                .with("BucketName", name),
+                None => OssError::access_denied("osslocal buckets are created with --bucket only."),
+            });
+        }
+    }
     let op = classify(&parts.method, &target, &q, &parts.headers)?;
     app.stats.op(op.name());
     if let Some(e) = app.faults.error_for(op.name()) {
@@ -354,18 +393,25 @@ pub async fn handle(
     if let Some(k) = &target.key {
         check_key(k)?;
     }
-    let principal = auth::authenticate(
-        &auth::RequestParts {
-            method: parts.method.as_str(),
-            bucket: target.bucket.as_deref(),
-            key: target.key.as_deref(),
-            raw_query: &raw_query,
-            headers: &parts.headers,
-        },
-        &app.auth,
-        app.now(),
-        app.faults.tokens_expired_before(),
-    )?;
+    let principal = if let Some(headers) = &original_headers {
+        let p = s3_authenticate(app, &parts, headers, &raw_query, &target)?;
+        s3::check_supported(&q.0)?;
+        s3::finish_request_headers(&mut parts.headers);
+        p
+    } else {
+        auth::authenticate(
+            &auth::RequestParts {
+                method: parts.method.as_str(),
+                bucket: target.bucket.as_deref(),
+                key: target.key.as_deref(),
+                raw_query: &raw_query,
+                headers: &parts.headers,
+            },
+            &app.auth,
+            app.now(),
+            app.faults.tokens_expired_before(),
+        )?
+    };
     let bucket = match &target.bucket {
         Some(name) => Some(app.storage.bucket(name).ok_or_else(|| OssError::no_such_bucket(name))?),
         None => None,
@@ -387,10 +433,18 @@ pub async fn handle(
         authz,
         host,
         request_id,
+        s3: is_s3,
     };
     match op {
         Op::ListBuckets => list_buckets(&ctx),
         Op::GetBucketInfo => bucket_info(&ctx, parts.method == Method::HEAD),
+        Op::GetBucketLocation if ctx.s3 => {
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint>{}</LocationConstraint>",
+                crate::xml::escape(&ctx.app.region)
+            );
+            Ok(xml_response(&ctx, body))
+        }
         Op::GetBucketLocation => {
             let body = format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint>oss-{}</LocationConstraint>",
@@ -433,6 +487,28 @@ pub async fn handle(
 
 // ----- helpers -----
 
+/// Verify an S3 signature over the request as received (`headers` before the mapping).
+fn s3_authenticate(
+    app: &Arc<App>,
+    parts: &http::request::Parts,
+    headers: &HeaderMap,
+    raw_query: &str,
+    target: &Target,
+) -> Result<auth::Principal, OssError> {
+    s3::authenticate(
+        &s3::S3Parts {
+            method: parts.method.as_str(),
+            raw_path: parts.uri.path(),
+            raw_query,
+            headers,
+            virtual_bucket: target.bucket.as_deref().filter(|_| target.virtual_host),
+        },
+        &app.auth,
+        app.now(),
+        app.faults.tokens_expired_before(),
+    )
+}
+
 /// Run synchronous storage work (fsync, rename, unlink) off the async worker threads.
 async fn blocking<T, F>(f: F) -> Result<T, OssError>
 where
@@ -457,6 +533,7 @@ fn status_only(status: StatusCode) -> Result<Response<RespBody>, OssError> {
 }
 
 fn xml_response(ctx: &Ctx<'_>, body: String) -> Response<RespBody> {
+    let body = if ctx.s3 { s3::xml_document(body) } else { body };
     ctx.app.stats.bytes_out(body.len() as u64);
     Response::builder()
         .header(header::CONTENT_TYPE, "application/xml")
@@ -578,7 +655,7 @@ fn bad_digest() -> OssError {
     )
 }
 
-fn body_stream(app: &Arc<App>, body: Incoming) -> impl futures::Stream<Item = Result<Bytes, String>> + Unpin + use<> {
+fn body_stream(app: &Arc<App>, body: ReqBody) -> impl futures::Stream<Item = Result<Bytes, String>> + Unpin + use<> {
     let app = app.clone();
     body.into_data_stream().map(move |r| match r {
         Ok(b) => {
@@ -802,7 +879,9 @@ fn list_objects(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
     let url = ctx.q.url();
     let prefix = ctx.q.get("prefix").unwrap_or("");
     let delimiter = ctx.q.get("delimiter").unwrap_or("");
-    let max = parse_max(ctx, "max-keys", DEFAULT_LIST_KEYS, MAX_LIST_KEYS)?;
+    // S3 lists 1000 keys when max-keys is absent.
+    let default_keys = if ctx.s3 { MAX_LIST_KEYS } else { DEFAULT_LIST_KEYS };
+    let max = parse_max(ctx, "max-keys", default_keys, MAX_LIST_KEYS)?;
     if let Some(e) = ctx.q.get("encoding-type")
         && !e.is_empty()
         && e != "url"
@@ -1010,7 +1089,7 @@ fn get_object(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
         .map_err(|_| OssError::internal_error())
 }
 
-async fn put_object(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, OssError> {
+async fn put_object(ctx: &Ctx<'_>, body: ReqBody) -> Result<Response<RespBody>, OssError> {
     let b = ctx.bucket()?;
     let len = content_length(ctx)?;
     let md5 = content_md5(ctx)?;
@@ -1173,7 +1252,7 @@ fn parse_part_number(ctx: &Ctx<'_>) -> Result<u32, OssError> {
     }
 }
 
-async fn upload_part(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, OssError> {
+async fn upload_part(ctx: &Ctx<'_>, body: ReqBody) -> Result<Response<RespBody>, OssError> {
     let b = ctx.bucket()?;
     let number = parse_part_number(ctx)?;
     let id = ctx.q.get("uploadId").unwrap_or("");
@@ -1254,7 +1333,7 @@ fn invalid_part(message: &str) -> OssError {
     OssError::new(400, "InvalidPart", message, "0042-00000205")
 }
 
-async fn complete(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, OssError> {
+async fn complete(ctx: &Ctx<'_>, body: ReqBody) -> Result<Response<RespBody>, OssError> {
     let b = ctx.bucket()?;
     let id = ctx.q.get("uploadId").unwrap_or("").to_string();
     let up = ctx
@@ -1509,7 +1588,7 @@ fn list_uploads(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
     Ok(xml_response(ctx, w.finish()))
 }
 
-async fn append(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, OssError> {
+async fn append(ctx: &Ctx<'_>, body: ReqBody) -> Result<Response<RespBody>, OssError> {
     let b = ctx.bucket()?;
     let pv = ctx.q.get("position").unwrap_or("");
     let position: u64 = pv
@@ -1612,18 +1691,22 @@ fn get_symlink(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
         .map_err(|_| OssError::internal_error())
 }
 
-async fn delete_multiple(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, OssError> {
+async fn delete_multiple(ctx: &Ctx<'_>, body: ReqBody) -> Result<Response<RespBody>, OssError> {
     let b = ctx.bucket()?;
-    let Some(md5) = content_md5(ctx)? else {
+    let md5 = content_md5(ctx)?;
+    // S3 clients may protect the body with a signed payload hash instead of Content-MD5.
+    if md5.is_none() && !ctx.s3 {
         return Err(OssError::new(
             400,
             "InvalidDigest",
             "Content-MD5 is required for DeleteMultipleObjects.",
             "0016-00000401",
         ));
-    };
+    }
     let body = read_small_body(ctx.app, body).await?;
-    if Md5::digest(&body).as_slice() != md5 {
+    if let Some(md5) = md5
+        && Md5::digest(&body).as_slice() != md5
+    {
         return Err(bad_digest());
     }
     let req = crate::xml::parse_delete(&body).map_err(|_| OssError::malformed_xml())?;

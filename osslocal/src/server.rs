@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -20,9 +21,11 @@ use crate::admin::{Faults, Stats};
 use crate::error::OssError;
 use crate::ops;
 use crate::storage::Storage;
-use crate::{auth, sts};
+use crate::{auth, s3, sts};
 
 pub type RespBody = BoxBody<Bytes, std::io::Error>;
+/// A request body as the operations read it (S3 `aws-chunked` framing already removed).
+pub type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Largest request body read into memory (XML bodies, STS forms, admin JSON).
 pub const MAX_SMALL_BODY_BYTES: usize = 1024 * 1024;
@@ -194,6 +197,8 @@ pub async fn serve(
 pub struct Target {
     pub bucket: Option<String>,
     pub key: Option<String>,
+    /// The bucket came from the `Host` label (virtual-hosted style).
+    pub virtual_host: bool,
 }
 
 fn host_of(req: &Request<Incoming>) -> String {
@@ -228,12 +233,14 @@ fn resolve_target(app: &App, host: &str, raw_path: &str) -> Result<Target, OssEr
         return Ok(Target {
             bucket: Some(label.to_string()),
             key: decode_key(path)?,
+            virtual_host: true,
         });
     }
     if path.is_empty() {
         return Ok(Target {
             bucket: None,
             key: None,
+            virtual_host: false,
         });
     }
     let (b, k) = path.split_once('/').unwrap_or((path, ""));
@@ -241,6 +248,7 @@ fn resolve_target(app: &App, host: &str, raw_path: &str) -> Result<Target, OssEr
     Ok(Target {
         bucket: Some(bucket),
         key: decode_key(k)?,
+        virtual_host: false,
     })
 }
 
@@ -267,14 +275,25 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Re
     let head = req.method() == Method::HEAD;
     let host = host_of(&req);
     let has_body = declares_body(req.headers());
-    let mut resp = match route(&app, req, &request_id, &host).await {
+    let is_s3 = s3::is_s3_request(req.headers(), req.uri().query().unwrap_or(""));
+    if is_s3 {
+        app.stats.s3_request();
+    }
+    let mut resp = match route(&app, req, &request_id, &host, is_s3).await {
         Ok(r) => r,
         Err(e) => {
             app.stats.error(e.code);
             tracing::debug!(code = e.code, status = e.status, "error answer");
-            error_response(&e, &request_id, &host, head)
+            if is_s3 {
+                s3::error_response(&e, &request_id, &host, head)
+            } else {
+                error_response(&e, &request_id, &host, head)
+            }
         }
     };
+    if is_s3 {
+        s3::finish_response(&mut resp, &request_id);
+    }
     // An error may be answered before the request body was read; hyper then cannot reuse the
     // connection. Say so, or a pooled client's next request fails on a silently closed socket.
     if has_body && !resp.status().is_success() {
@@ -301,7 +320,7 @@ fn is_form(headers: &HeaderMap) -> bool {
 }
 
 /// Read a small body completely, refusing more than `MAX_SMALL_BODY_BYTES`.
-pub async fn read_small_body(app: &App, body: Incoming) -> Result<Bytes, OssError> {
+pub async fn read_small_body(app: &App, body: ReqBody) -> Result<Bytes, OssError> {
     match Limited::new(body, MAX_SMALL_BODY_BYTES).collect().await {
         Ok(c) => {
             let b = c.to_bytes();
@@ -328,6 +347,7 @@ async fn route(
     req: Request<Incoming>,
     request_id: &str,
     host: &str,
+    is_s3: bool,
 ) -> Result<Response<RespBody>, OssError> {
     let raw_query = req.uri().query().unwrap_or("").to_string();
     let query = parse_query(&raw_query);
@@ -339,7 +359,19 @@ async fn route(
     {
         return handle_sts(app, req, query).await;
     }
-    ops::handle(app, req, target, query, raw_query, request_id, host).await
+    ops::handle(
+        app,
+        req,
+        target,
+        query,
+        raw_query,
+        ops::Origin {
+            request_id,
+            host,
+            s3: is_s3,
+        },
+    )
+    .await
 }
 
 async fn handle_sts(
@@ -349,7 +381,7 @@ async fn handle_sts(
 ) -> Result<Response<RespBody>, OssError> {
     let method = req.method().as_str().to_string();
     if req.method() == Method::POST && is_form(req.headers()) {
-        let body = read_small_body(app, req.into_body()).await?;
+        let body = read_small_body(app, req.into_body().map_err(std::io::Error::other).boxed_unsync()).await?;
         params.extend(parse_query(&String::from_utf8_lossy(&body)));
     }
     let action = params
