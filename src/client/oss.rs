@@ -611,6 +611,10 @@ impl OssClient {
             })?;
             headers.append(n, v);
         }
+        if req.method == Method::PUT || req.method == Method::POST {
+            // hyper omits the header for an empty body; OSS requires it (411 MissingContentLength).
+            headers.insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(req.body.len()));
+        }
         let builder = self.http.request(req.method.clone(), url).headers(headers);
         let builder = if (req.body.is_empty() && req.method == Method::GET) || req.method == Method::HEAD {
             builder
