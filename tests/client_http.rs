@@ -252,6 +252,7 @@ fn static_provider() -> Arc<dyn CredentialProvider> {
 struct RotatingProvider {
     generation: AtomicUsize,
     refreshes: AtomicUsize,
+    calls: AtomicUsize,
 }
 
 impl RotatingProvider {
@@ -259,6 +260,7 @@ impl RotatingProvider {
         Arc::new(RotatingProvider {
             generation: AtomicUsize::new(1),
             refreshes: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
         })
     }
     fn creds(generation: usize) -> Credentials {
@@ -270,6 +272,7 @@ impl RotatingProvider {
 #[async_trait]
 impl CredentialProvider for RotatingProvider {
     async fn credentials(&self) -> Result<Arc<Credentials>, AuthError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         Ok(Arc::new(Self::creds(self.generation.load(Ordering::SeqCst))))
     }
     async fn refresh_after_rejection(&self, _rejected: &Credentials) -> Result<Arc<Credentials>, AuthError> {
@@ -813,4 +816,220 @@ async fn connection_refused_is_a_transport_error_after_retries() {
         matches!(err, ClientError::Transport(ref m) if m.contains("3 attempts")),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn every_attempt_takes_fresh_credentials() {
+    let server = FakeServer::start(vec![
+        error_response(503, "ServiceUnavailable", &[]),
+        error_response(500, "InternalError", &[]),
+        object_response(b"x", "\"E\""),
+    ])
+    .await;
+    let provider = RotatingProvider::new();
+    let c = client(&server, provider.clone(), SignatureVersion::V4);
+    c.get_object(GetObjectParams::new("a")).await.unwrap();
+    assert_eq!(provider.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(provider.refreshes.load(Ordering::SeqCst), 0);
+    // The signing time is taken per attempt too (the dates are well-formed and present).
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| r.header("x-oss-date").is_some_and(|d| d.len() == 16))
+    );
+}
+
+#[tokio::test]
+async fn append_whose_answer_was_lost_is_recognised_by_crc() {
+    let first = crc64::checksum(b"hello ");
+    let whole = crc64::checksum(b"hello world").to_string();
+    let wrong = "99".to_owned();
+    for (head_crc, should_succeed) in [(whole.as_str(), true), (wrong.as_str(), false)] {
+        let server = FakeServer::start(vec![
+            Vec::new(), // connection closed without an answer: the append may or may not have landed
+            error_response(409, "PositionNotEqualToLength", &[("x-oss-next-append-position", "11")]),
+            head_response(
+                200,
+                &[
+                    ("ETag", "\"A\""),
+                    ("x-oss-hash-crc64ecma", head_crc),
+                    ("x-oss-object-type", "Appendable"),
+                ],
+                11,
+            ),
+        ])
+        .await;
+        let c = client(&server, static_provider(), SignatureVersion::V4);
+        let r = c
+            .append_object(ossmount::client::AppendObjectParams {
+                key: "log".into(),
+                position: 6,
+                body: Bytes::from_static(b"world"),
+                init_crc64: Some(first),
+                ..Default::default()
+            })
+            .await;
+        if should_succeed {
+            let r = r.unwrap();
+            assert_eq!(r.next_position, 11);
+            assert_eq!(r.crc64, Some(crc64::checksum(b"hello world")));
+        } else {
+            assert!(
+                matches!(
+                    r,
+                    Err(ClientError::AppendPositionMismatch {
+                        next_position: Some(11),
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+        }
+        let reqs = server.requests();
+        assert_eq!(reqs.len(), 3);
+        assert_eq!(reqs[0].target, "/bkt/log?append&position=6");
+        assert_eq!(reqs[2].method, "HEAD");
+    }
+}
+
+#[tokio::test]
+async fn append_crc_mismatch_is_an_integrity_error() {
+    let server = FakeServer::start(vec![response(
+        200,
+        &[("x-oss-next-append-position", "5"), ("x-oss-hash-crc64ecma", "1")],
+        b"",
+    )])
+    .await;
+    let c = client(&server, static_provider(), SignatureVersion::V4);
+    let r = c
+        .append_object(ossmount::client::AppendObjectParams {
+            key: "log".into(),
+            position: 0,
+            body: Bytes::from_static(b"hello"),
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(r, Err(ClientError::Integrity { actual: 1, .. })), "{r:?}");
+}
+
+#[tokio::test]
+async fn complete_whose_answer_was_lost_is_recognised_by_crc() {
+    let a = pattern(200_000);
+    let crc = crc64::checksum(&a);
+    let server = FakeServer::start(vec![
+        Vec::new(),
+        error_response(404, "NoSuchUpload", &[]),
+        head_response(
+            200,
+            &[("ETag", "\"M-1\""), ("x-oss-hash-crc64ecma", &crc.to_string())],
+            200_000,
+        ),
+    ])
+    .await;
+    let c = client(&server, static_provider(), SignatureVersion::V4);
+    let r = c
+        .complete_multipart_upload(CompleteMultipartUploadParams {
+            key: "k".into(),
+            upload_id: "U".into(),
+            parts: vec![UploadedPart {
+                part_number: 1,
+                etag: ETag::new("\"P\""),
+                crc64: Some(crc),
+                size: 200_000,
+            }],
+            forbid_overwrite: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.crc64, crc);
+    assert_eq!(r.etag.as_str(), "\"M-1\"");
+}
+
+#[tokio::test]
+async fn list_parts_follows_every_page() {
+    let page1 = b"<ListPartsResult><IsTruncated>true</IsTruncated><NextPartNumberMarker>2</NextPartNumberMarker>\
+        <Part><PartNumber>1</PartNumber><ETag>\"A\"</ETag><Size>5</Size><HashCrc64ecma>11</HashCrc64ecma></Part>\
+        <Part><PartNumber>2</PartNumber><ETag>\"B\"</ETag><Size>6</Size></Part></ListPartsResult>";
+    let page2 = b"<ListPartsResult><IsTruncated>false</IsTruncated>\
+        <Part><PartNumber>3</PartNumber><ETag>\"C\"</ETag><Size>7</Size></Part></ListPartsResult>";
+    let server = FakeServer::start(vec![response(200, &[], page1), response(200, &[], page2)]).await;
+    let c = client(&server, static_provider(), SignatureVersion::V1);
+    let parts = c.list_parts("k", "UP").await.unwrap();
+    assert_eq!(parts.iter().map(|p| p.part_number).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(parts[0].crc64, Some(11));
+    assert_eq!(parts[2].size, 7);
+    let reqs = server.requests();
+    assert!(!reqs[0].target.contains("part-number-marker"), "{}", reqs[0].target);
+    assert!(reqs[1].target.contains("part-number-marker=2"), "{}", reqs[1].target);
+}
+
+#[tokio::test]
+async fn delete_objects_sends_a_quiet_md5_signed_body() {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let server = FakeServer::start(vec![response(
+        200,
+        &[],
+        b"<DeleteResult><EncodingType>url</EncodingType><Error><Key>a%20b</Key><Code>AccessDenied</Code>\
+          <Message>no</Message></Error></DeleteResult>",
+    )])
+    .await;
+    let c = client(&server, static_provider(), SignatureVersion::V4);
+    let failed = c.delete_objects(&["a b".to_owned(), "c&d".to_owned()]).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].key, "a b");
+    assert_eq!(failed[0].code, "AccessDenied");
+    let req = &server.requests()[0];
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.target, "/bkt/?delete&encoding-type=url");
+    let body = String::from_utf8(req.body.clone()).unwrap();
+    assert!(body.contains("<Quiet>true</Quiet>"), "{body}");
+    assert!(
+        body.contains("<Key>a b</Key>") && body.contains("<Key>c&amp;d</Key>"),
+        "{body}"
+    );
+    let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&req.body));
+    assert_eq!(req.header("content-md5"), Some(md5.as_str()));
+    assert!(matches!(
+        c.delete_objects(&vec!["k".to_owned(); 1001]).await,
+        Err(ClientError::InvalidRequest(_))
+    ));
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn symlink_target_is_encoded_on_write_and_decoded_on_read() {
+    let server = FakeServer::start(vec![
+        response(200, &[("ETag", "\"S\"")], b""),
+        response(
+            200,
+            &[
+                ("ETag", "\"S\""),
+                ("x-oss-symlink-target", "dir%2Ftarget%20file%C3%BC.txt"),
+                ("x-oss-meta-uid", "7"),
+            ],
+            b"",
+        ),
+    ])
+    .await;
+    let c = client(&server, static_provider(), SignatureVersion::V1);
+    c.put_symlink(ossmount::client::PutSymlinkParams {
+        key: "link".into(),
+        target: "dir/target fileü.txt".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = c.get_symlink("link").await.unwrap();
+    assert_eq!(s.target, "dir/target fileü.txt");
+    assert_eq!(s.user_meta.get("uid").map(String::as_str), Some("7"));
+    let reqs = server.requests();
+    assert_eq!(reqs[0].target, "/bkt/link?symlink");
+    assert_eq!(
+        reqs[0].header("x-oss-symlink-target"),
+        Some("dir%2Ftarget%20file%C3%BC.txt")
+    );
+    assert!(reqs[0].header("authorization").unwrap().starts_with("OSS LTAIakid:"));
+    assert_eq!(reqs[1].method, "GET");
 }
