@@ -116,6 +116,20 @@ impl OssClientConfig {
     }
 }
 
+impl OssClientConfig {
+    /// The client settings of a mount configuration (endpoint, region, signature, addressing),
+    /// with a keep-alive pool sized for its concurrency.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let mut c = OssClientConfig::new(config.endpoint.url.clone(), config.bucket.clone());
+        c.region = config.endpoint.region.clone();
+        c.signature_version = config.endpoint.signature_version;
+        c.path_style = config.endpoint.path_style;
+        c.pool_max_idle_per_host =
+            DEFAULT_POOL_MAX_IDLE_PER_HOST.max(config.transfer.max_concurrency.saturating_mul(2));
+        c
+    }
+}
+
 /// The region of an `*.aliyuncs.com` OSS endpoint host: `oss-<region>[-internal].aliyuncs.com`
 /// (optionally preceded by `<bucket>.`) or dual-stack `<region>.oss.aliyuncs.com`.
 pub fn region_from_host(host: &str) -> Option<String> {
@@ -867,7 +881,9 @@ impl ObjectClient for OssClient {
                         request_id: header_str(&headers, H_REQUEST_ID).map(str::to_owned),
                     }));
                 }
-                want_end = Some(want_end.map_or(size, |e| e.min(size)));
+                let end = want_end.map_or(size, |e| e.min(size));
+                want_end = Some(end);
+                buf.reserve(end.saturating_sub(want_start) as usize);
                 if etag.is_none() {
                     etag = Some(m.etag.clone());
                 }
@@ -1467,6 +1483,42 @@ mod tests {
         cfg.signature_version = SignatureVersion::V1;
         assert!(OssClient::new(cfg, provider()).is_ok());
         assert!(OssClient::new(OssClientConfig::new("ftp://x", "b"), provider()).is_err());
+    }
+
+    #[test]
+    fn config_maps_onto_client_settings() {
+        use crate::config::{
+            CacheConfig, Config, CredentialsConfig, EndpointConfig, FuseConfig, LogConfig, TransferConfig,
+        };
+        let cfg = Config {
+            bucket: "bkt".into(),
+            prefix: String::new(),
+            mountpoint: "/mnt".into(),
+            endpoint: EndpointConfig {
+                url: "http://127.0.0.1:9000".into(),
+                region: Some("cn-test".into()),
+                signature_version: SignatureVersion::V1,
+                path_style: true,
+            },
+            credentials: CredentialsConfig::default(),
+            fuse: FuseConfig::default(),
+            cache: CacheConfig::default(),
+            transfer: TransferConfig {
+                part_size_bytes: 8 << 20,
+                max_concurrency: 100,
+            },
+            log: LogConfig::default(),
+            check_only: false,
+        };
+        let c = OssClientConfig::from_config(&cfg);
+        assert_eq!(c.endpoint, "http://127.0.0.1:9000");
+        assert_eq!(c.bucket, "bkt");
+        assert_eq!(c.region.as_deref(), Some("cn-test"));
+        assert_eq!(c.signature_version, SignatureVersion::V1);
+        assert!(c.path_style);
+        assert_eq!(c.pool_max_idle_per_host, 200);
+        let client = OssClient::new(c, provider()).unwrap();
+        assert_eq!(client.region(), "cn-test");
     }
 
     #[test]
