@@ -127,10 +127,7 @@ pub struct TransferConfig {
 
 impl Default for TransferConfig {
     fn default() -> Self {
-        TransferConfig {
-            part_size_bytes: DEFAULT_PART_SIZE_BYTES,
-            max_concurrency: DEFAULT_MAX_CONCURRENCY,
-        }
+        TransferConfig { part_size_bytes: DEFAULT_PART_SIZE_BYTES, max_concurrency: DEFAULT_MAX_CONCURRENCY }
     }
 }
 

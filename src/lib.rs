@@ -4,10 +4,10 @@
 //! `client` → `auth` → `retry`/`object`. `mount` is the composition root.
 
 pub mod auth;
-pub mod cache;
 pub mod client;
-pub mod config;
 pub mod crc64;
+pub mod config;
 pub mod object;
-pub mod prefetch;
 pub mod retry;
+pub mod cache;
+pub mod prefetch;

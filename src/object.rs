@@ -41,10 +41,7 @@ pub struct ObjectId {
 
 impl ObjectId {
     pub fn new(key: impl AsRef<str>, etag: ETag) -> Self {
-        ObjectId {
-            key: Arc::from(key.as_ref()),
-            etag,
-        }
+        ObjectId { key: Arc::from(key.as_ref()), etag }
     }
     pub fn key(&self) -> &str {
         &self.key

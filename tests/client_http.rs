@@ -755,7 +755,10 @@ async fn secrets_never_reach_logs_or_errors() {
         .with_writer(logs.clone())
         .with_ansi(false)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global, not scoped: a scoped dispatcher can miss events whose callsite interest was
+    // cached by tests running concurrently without one. Every test of this binary uses the same
+    // secret and token strings, so whatever they log must be clean too.
+    tracing::subscriber::set_global_default(subscriber).expect("only this test installs a subscriber");
 
     let server = FakeServer::start(vec![
         error_response(503, "ServiceUnavailable", &[]),

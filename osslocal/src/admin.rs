@@ -183,11 +183,7 @@ impl Faults {
         }
         let offset = chrono::Duration::seconds(cfg.time_offset_secs.unwrap_or(0));
         let expired_before = cfg.expire_tokens.unwrap_or(false).then(|| Utc::now() + offset);
-        *lock(&self.state) = FaultState {
-            cfg,
-            injected: 0,
-            tokens_expired_before: expired_before,
-        };
+        *lock(&self.state) = FaultState { cfg, injected: 0, tokens_expired_before: expired_before };
         Ok(())
     }
 
@@ -236,12 +232,7 @@ impl Faults {
         st.injected += 1;
         let status = st.cfg.error_status.unwrap_or(503);
         let code = intern(st.cfg.error_code.as_deref().unwrap_or("ServiceUnavailable"));
-        Some(OssError::new(
-            status,
-            code,
-            "Injected fault: please retry later.",
-            "0000-00000000",
-        ))
+        Some(OssError::new(status, code, "Injected fault: please retry later.", "0000-00000000"))
     }
 
     /// Byte offset at which to cut this GetObject body, if a reset is due.
@@ -288,10 +279,8 @@ mod tests {
     #[test]
     fn faults_respect_ops_and_budget() {
         let f = Faults::default();
-        f.set(
-            br#"{"error_rate":1.0,"error_status":500,"error_code":"InternalError","ops":["GetObject"],"max_faults":2}"#,
-        )
-        .unwrap();
+        f.set(br#"{"error_rate":1.0,"error_status":500,"error_code":"InternalError","ops":["GetObject"],"max_faults":2}"#)
+            .unwrap();
         assert!(f.error_for("PutObject").is_none());
         let e = f.error_for("GetObject").unwrap();
         assert_eq!((e.status, e.code), (500, "InternalError"));
@@ -308,8 +297,7 @@ mod tests {
         assert!(f.set(br#"{"bogus": 1}"#).is_err());
         assert!(f.set(br#"{"ops": ["Nope"]}"#).is_err());
         assert!(f.set(b"{").is_err());
-        f.set(br#"{"reset_rate":1,"reset_after_bytes":10,"time_offset_secs":-60,"expire_tokens":true}"#)
-            .unwrap();
+        f.set(br#"{"reset_rate":1,"reset_after_bytes":10,"time_offset_secs":-60,"expire_tokens":true}"#).unwrap();
         assert_eq!(f.reset_for("GetObject"), Some(10));
         assert_eq!(f.reset_for("HeadObject"), None);
         assert_eq!(f.time_offset(), chrono::Duration::seconds(-60));
@@ -332,10 +320,7 @@ pub async fn handle_http(
             .unwrap_or_else(|_| http::Response::new(crate::server::empty()))
     };
     if !remote.ip().is_loopback() {
-        return reply(
-            StatusCode::FORBIDDEN,
-            json!({"error": "the admin API answers only on loopback"}),
-        );
+        return reply(StatusCode::FORBIDDEN, json!({"error": "the admin API answers only on loopback"}));
     }
     let method = req.method().clone();
     let path = req.uri().path().trim_end_matches('/').to_string();
@@ -352,12 +337,7 @@ pub async fn handle_http(
                 .await
             {
                 Ok(c) => c.to_bytes(),
-                Err(e) => {
-                    return reply(
-                        StatusCode::BAD_REQUEST,
-                        json!({"error": format!("reading the body: {e}")}),
-                    );
-                }
+                Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"error": format!("reading the body: {e}")})),
             };
             match app.faults.set(&body) {
                 Ok(()) => reply(StatusCode::OK, json!({"ok": true})),

@@ -16,13 +16,7 @@ pub struct OssError {
 
 impl OssError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>, ec: &'static str) -> Self {
-        OssError {
-            status,
-            code,
-            message: message.into(),
-            ec,
-            extra: Vec::new(),
-        }
+        OssError { status, code, message: message.into(), ec, extra: Vec::new() }
     }
     pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.extra.push((name, value.into()));
@@ -36,34 +30,18 @@ impl OssError {
         Self::new(404, "NoSuchKey", "The specified key does not exist.", "0026-00000001").with("Key", key)
     }
     pub fn no_such_bucket(bucket: &str) -> Self {
-        Self::new(
-            404,
-            "NoSuchBucket",
-            "The specified bucket does not exist.",
-            "0015-00000101",
-        )
-        .with("BucketName", bucket)
+        Self::new(404, "NoSuchBucket", "The specified bucket does not exist.", "0015-00000101").with("BucketName", bucket)
     }
     pub fn invalid_argument(message: impl Into<String>) -> Self {
         Self::new(400, "InvalidArgument", message, "0016-00000001")
     }
     pub fn invalid_access_key_id(ak: &str) -> Self {
-        Self::new(
-            403,
-            "InvalidAccessKeyId",
-            "The OSS Access Key Id you provided does not exist in our records.",
-            "0002-00000002",
-        )
-        .with("OSSAccessKeyId", ak)
+        Self::new(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records.", "0002-00000002")
+            .with("OSSAccessKeyId", ak)
     }
     pub fn security_token_expired(token: &str) -> Self {
-        Self::new(
-            403,
-            "SecurityTokenExpired",
-            "The security token you provided has expired.",
-            "0002-00000007",
-        )
-        .with("SecurityToken", token)
+        Self::new(403, "SecurityTokenExpired", "The security token you provided has expired.", "0002-00000007")
+            .with("SecurityToken", token)
     }
     pub fn invalid_security_token(message: impl Into<String>) -> Self {
         Self::new(403, "InvalidSecurityToken", message, "0002-00000006")
@@ -79,20 +57,10 @@ impl OssError {
         .with("ServerTime", server_time)
     }
     pub fn malformed_xml() -> Self {
-        Self::new(
-            400,
-            "MalformedXML",
-            "The XML you provided was not well-formed or did not validate against our published schema.",
-            "0016-00000702",
-        )
+        Self::new(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema.", "0016-00000702")
     }
     pub fn internal_error() -> Self {
-        Self::new(
-            500,
-            "InternalError",
-            "We encountered an internal error. Please try again.",
-            "0000-00000000",
-        )
+        Self::new(500, "InternalError", "We encountered an internal error. Please try again.", "0000-00000000")
     }
 }
 

@@ -45,10 +45,7 @@ pub struct XmlWriter {
 
 impl XmlWriter {
     pub fn new(root: &'static str) -> Self {
-        let mut w = XmlWriter {
-            buf: String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"),
-            stack: Vec::new(),
-        };
+        let mut w = XmlWriter { buf: String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"), stack: Vec::new() };
         w.open(root);
         w
     }
@@ -69,11 +66,7 @@ impl XmlWriter {
     }
     /// Element whose text is percent-encoded when `url` is set.
     pub fn elem_enc(&mut self, name: &str, text: &str, url: bool) -> &mut Self {
-        if url {
-            self.elem(name, &url_encode(text))
-        } else {
-            self.elem(name, text)
-        }
+        if url { self.elem(name, &url_encode(text)) } else { self.elem(name, text) }
     }
     pub fn finish(mut self) -> String {
         while !self.stack.is_empty() {
@@ -127,11 +120,7 @@ fn flatten(body: &[u8]) -> Result<Vec<(String, String)>, XmlError> {
                 root_seen = true;
                 let qname = e.name();
                 let name = std::str::from_utf8(qname.as_ref()).map_err(malformed)?;
-                let p = if path.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{}/{name}", path.join("/"))
-                };
+                let p = if path.is_empty() { name.to_string() } else { format!("{}/{name}", path.join("/")) };
                 out.push((p, String::new()));
             }
             Event::Text(t) => {
@@ -197,11 +186,7 @@ pub fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, XmlError> {
     for (path, text) in flatten(body)? {
         match path.as_str() {
             "CompleteMultipartUpload/Part/PartNumber" => {
-                number = Some(
-                    text.trim()
-                        .parse()
-                        .map_err(|_| malformed(format!("bad PartNumber {text:?}")))?,
-                );
+                number = Some(text.trim().parse().map_err(|_| malformed(format!("bad PartNumber {text:?}")))?);
             }
             "CompleteMultipartUpload/Part/ETag" => etag = Some(text.trim().to_string()),
             "CompleteMultipartUpload/Part" => match (number.take(), etag.take()) {
@@ -230,10 +215,7 @@ mod tests {
     fn writer_escapes() {
         let mut w = XmlWriter::new("R");
         w.elem("K", "a<b&\"c\u{1}");
-        assert_eq!(
-            w.finish(),
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<R><K>a&lt;b&amp;&quot;c&#x1;</K></R>"
-        );
+        assert_eq!(w.finish(), "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<R><K>a&lt;b&amp;&quot;c&#x1;</K></R>");
     }
 
     #[test]
@@ -243,13 +225,7 @@ mod tests {
               <Object><Key>a&amp;b</Key><VersionId>v</VersionId></Object></Delete>",
         )
         .unwrap();
-        assert_eq!(
-            d,
-            DeleteRequest {
-                quiet: true,
-                keys: vec!["k1".into(), "a&b".into()]
-            }
-        );
+        assert_eq!(d, DeleteRequest { quiet: true, keys: vec!["k1".into(), "a&b".into()] });
         assert!(parse_delete(b"<Delete><Object><Key>k1</Key></Object>").is_err());
         assert!(parse_delete(b"<Delete><Bogus/></Delete>").is_err());
         assert!(parse_delete(b"not xml at all").is_err());
@@ -268,14 +244,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p, vec![(1, "\"AB\"".to_string()), (2, "CD".to_string())]);
-        assert!(
-            parse_complete(
-                b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber></Part></CompleteMultipartUpload>"
-            )
-            .is_err()
-        );
-        assert!(
-            parse_complete(b"<CompleteMultipartUpload><Part><ETag>a</ETag></Part></CompleteMultipartUpload>").is_err()
-        );
+        assert!(parse_complete(b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber></Part></CompleteMultipartUpload>").is_err());
+        assert!(parse_complete(b"<CompleteMultipartUpload><Part><ETag>a</ETag></Part></CompleteMultipartUpload>").is_err());
     }
 }

@@ -61,12 +61,7 @@ impl fmt::Debug for Credentials {
 pub enum AuthError {
     /// The source answered, but with an error (e.g. STS `NoPermission`).
     #[error("{source_name} failed: {code}: {message}")]
-    Service {
-        source_name: String,
-        code: String,
-        message: String,
-        request_id: Option<String>,
-    },
+    Service { source_name: String, code: String, message: String, request_id: Option<String> },
     /// The source could not be reached or did not answer in time.
     #[error("{source_name} unreachable: {message}")]
     Unreachable { source_name: String, message: String },
@@ -112,10 +107,7 @@ pub struct StaticProvider {
 
 impl StaticProvider {
     pub fn new(creds: Credentials, name: impl Into<String>) -> Self {
-        StaticProvider {
-            creds: Arc::new(creds),
-            name: name.into(),
-        }
+        StaticProvider { creds: Arc::new(creds), name: name.into() }
     }
 }
 

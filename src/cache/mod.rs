@@ -48,11 +48,7 @@ impl<C: ObjectClient> DataCache<C> {
 
     /// Read state for one open file of the object version `object`, which is `size` bytes long.
     pub fn open(self: &Arc<Self>, object: ObjectId, size: u64) -> DataReader<C> {
-        DataReader {
-            cache: self.clone(),
-            object,
-            size,
-        }
+        DataReader { cache: self.clone(), object, size }
     }
 }
 
@@ -77,16 +73,11 @@ impl<C: ObjectClient> DataReader<C> {
         let params = GetObjectParams::new(self.object.key())
             .range(offset..end)
             .if_match(self.object.etag().clone());
-        let result = self
-            .cache
-            .client
-            .get_object(params)
-            .await
-            .map_err(|source| CacheError::Client {
-                key: self.object.key().to_string(),
-                offset,
-                source,
-            })?;
+        let result = self.cache.client.get_object(params).await.map_err(|source| CacheError::Client {
+            key: self.object.key().to_string(),
+            offset,
+            source,
+        })?;
         Ok(result.data)
     }
 }

@@ -85,10 +85,7 @@ pub enum ClientError {
     InvalidRange(ServiceError),
     /// 409 PositionNotEqualToLength on AppendObject; carries the server's current length.
     #[error("append position mismatch (object length {next_position:?}): {error}")]
-    AppendPositionMismatch {
-        error: ServiceError,
-        next_position: Option<u64>,
-    },
+    AppendPositionMismatch { error: ServiceError, next_position: Option<u64> },
     /// 409 ObjectNotAppendable.
     #[error("object not appendable: {0}")]
     NotAppendable(ServiceError),
@@ -123,10 +120,7 @@ pub struct GetObjectParams {
 
 impl GetObjectParams {
     pub fn new(key: impl Into<String>) -> Self {
-        GetObjectParams {
-            key: key.into(),
-            ..Default::default()
-        }
+        GetObjectParams { key: key.into(), ..Default::default() }
     }
     pub fn range(mut self, range: Range<u64>) -> Self {
         self.range = Some(range);
@@ -161,10 +155,7 @@ pub struct ListObjectsParams {
 
 impl ListObjectsParams {
     pub fn new(prefix: impl Into<String>) -> Self {
-        ListObjectsParams {
-            prefix: prefix.into(),
-            ..Default::default()
-        }
+        ListObjectsParams { prefix: prefix.into(), ..Default::default() }
     }
     pub fn delimiter(mut self, d: impl Into<String>) -> Self {
         self.delimiter = Some(d.into());
@@ -216,11 +207,7 @@ pub struct PutObjectParams {
 
 impl PutObjectParams {
     pub fn new(key: impl Into<String>, body: Bytes) -> Self {
-        PutObjectParams {
-            key: key.into(),
-            body,
-            ..Default::default()
-        }
+        PutObjectParams { key: key.into(), body, ..Default::default() }
     }
     pub fn user_meta(mut self, meta: UserMeta) -> Self {
         self.user_meta = meta;
@@ -253,10 +240,7 @@ pub struct CreateMultipartUploadParams {
 
 impl CreateMultipartUploadParams {
     pub fn new(key: impl Into<String>) -> Self {
-        CreateMultipartUploadParams {
-            key: key.into(),
-            ..Default::default()
-        }
+        CreateMultipartUploadParams { key: key.into(), ..Default::default() }
     }
     pub fn user_meta(mut self, meta: UserMeta) -> Self {
         self.user_meta = meta;
@@ -313,10 +297,7 @@ pub enum MetadataDirective {
     #[default]
     Copy,
     /// Replace it with this.
-    Replace {
-        content_type: Option<String>,
-        user_meta: UserMeta,
-    },
+    Replace { content_type: Option<String>, user_meta: UserMeta },
 }
 
 /// CopyObject (server side; objects up to `COPY_OBJECT_MAX_BYTES`, multipart copy above).

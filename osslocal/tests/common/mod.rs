@@ -48,13 +48,7 @@ impl Server {
     }
 
     pub fn req(&self, method: &str, path: &str) -> Req<'_> {
-        Req {
-            server: self,
-            method: method.to_string(),
-            path: path.to_string(),
-            headers: vec![],
-            body: vec![],
-        }
+        Req { server: self, method: method.to_string(), path: path.to_string(), headers: vec![], body: vec![] }
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -109,14 +103,9 @@ fn spawn(dir: &Path, extra: &[String]) -> (Child, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let addr = line.trim().to_string();
-    assert!(
-        addr.starts_with("127.0.0.1:"),
-        "first stdout line is the address, got {addr:?}"
-    );
+    assert!(addr.starts_with("127.0.0.1:"), "first stdout line is the address, got {addr:?}");
     (child, addr)
 }
 
@@ -159,11 +148,7 @@ impl Req<'_> {
         for (n, v) in &self.headers {
             head.push_str(&format!("{n}: {v}\r\n"));
         }
-        if !self
-            .headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        {
+        if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
             head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
         }
         head.push_str("Connection: close\r\n\r\n");
@@ -190,10 +175,7 @@ pub struct Resp {
 
 impl Resp {
     pub fn h(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -218,13 +200,7 @@ pub fn xml_all(text: &str, name: &str) -> Vec<String> {
     while let Some(i) = rest.find(&open) {
         let after = &rest[i + open.len()..];
         let Some(j) = after.find(&close) else { break };
-        out.push(
-            after[..j]
-                .replace("&amp;", "&")
-                .replace("&lt;", "<")
-                .replace("&gt;", ">")
-                .replace("&quot;", "\""),
-        );
+        out.push(after[..j].replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\""));
         rest = &after[j + close.len()..];
     }
     out
@@ -233,31 +209,17 @@ pub fn xml_all(text: &str, name: &str) -> Vec<String> {
 pub fn read_response(s: &mut TcpStream, head: bool) -> Resp {
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw); // a reset connection still returns what arrived
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response has a header block");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response has a header block");
     let head_text = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head_text.split("\r\n");
     let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        })
+        .filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_string(), v.trim().to_string())))
         .collect();
     let body = raw[split + 4..].to_vec();
-    let cl = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.parse::<usize>().unwrap());
+    let cl = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.parse::<usize>().unwrap());
     let short = !head && cl.is_some_and(|n| body.len() < n);
-    Resp {
-        status,
-        headers,
-        body,
-        short,
-    }
+    Resp { status, headers, body, short }
 }
 
 /// CRC-64/XZ as OSS computes it.
@@ -271,7 +233,5 @@ pub fn md5_hex(data: &[u8]) -> String {
 }
 
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(31).wrapping_add(seed as u32) as u8)
-        .collect()
+    (0..len).map(|i| (i as u32).wrapping_mul(31).wrapping_add(seed as u32) as u8).collect()
 }
