@@ -1036,3 +1036,50 @@ async fn symlink_target_is_encoded_on_write_and_decoded_on_read() {
     assert!(reqs[0].header("authorization").unwrap().starts_with("OSS LTAIakid:"));
     assert_eq!(reqs[1].method, "GET");
 }
+
+#[tokio::test]
+async fn resets_that_make_progress_do_not_spend_the_attempt_budget() {
+    let data = pattern(100_000);
+    let crc = crc64::checksum(&data).to_string();
+    let common = [("ETag", "\"P\""), ("x-oss-hash-crc64ecma", crc.as_str())];
+    let mut script = vec![response_cut(200, &common, &data, 20_000)];
+    let ranges: Vec<String> = [20_000, 40_000, 60_000]
+        .iter()
+        .map(|s| format!("bytes {s}-99999/100000"))
+        .collect();
+    for (i, r) in ranges.iter().enumerate() {
+        let mut h = common.to_vec();
+        h.push(("Content-Range", r.as_str()));
+        let start = 20_000 * (i + 1);
+        let send = if i < 2 { 20_000 } else { 100_000 - start };
+        script.push(response_cut(206, &h, &data[start..], send));
+    }
+    let server = FakeServer::start(script).await;
+    let mut cfg = OssClientConfig::new(server.endpoint(), BUCKET);
+    cfg.region = Some("cn-hangzhou".into());
+    cfg.retry = fast_retry(2);
+    let c = OssClient::new(cfg, static_provider()).unwrap();
+    let r = c.get_object(GetObjectParams::new("k")).await.unwrap();
+    assert!(r.data[..] == data[..]);
+    assert_eq!(server.requests().len(), 4);
+
+    // Cuts without progress spend the budget: two attempts, then a transport error.
+    let mut h = common.to_vec();
+    let r0 = "bytes 0-99999/100000".to_string();
+    h.push(("Content-Range", r0.as_str()));
+    let server = FakeServer::start(vec![
+        response_cut(200, &common, &data, 0),
+        response_cut(206, &h, &data, 0),
+    ])
+    .await;
+    let mut cfg = OssClientConfig::new(server.endpoint(), BUCKET);
+    cfg.region = Some("cn-hangzhou".into());
+    cfg.retry = fast_retry(2);
+    let c = OssClient::new(cfg, static_provider()).unwrap();
+    let err = c.get_object(GetObjectParams::new("k")).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Transport(ref m) if m.contains("2 attempts")),
+        "{err:?}"
+    );
+    assert_eq!(server.requests().len(), 2);
+}

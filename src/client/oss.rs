@@ -256,6 +256,11 @@ impl RetryState {
         }
     }
 
+    /// Do not count the last attempt (it made progress).
+    fn forgive_attempt(&mut self) {
+        self.attempt = self.attempt.saturating_sub(1);
+    }
+
     /// The delay before the next attempt, or None when the budget is spent.
     fn next_delay(&mut self) -> Option<Duration> {
         if self.attempt >= self.config.max_attempts.max(1) {
@@ -892,7 +897,8 @@ impl ObjectClient for OssClient {
             let end = want_end.unwrap_or(0);
             let mut skip = (pos - body_start) as usize;
             let mut resp = resp;
-            loop {
+            let received_before = buf.len();
+            let cut_cause = loop {
                 let remaining = end.saturating_sub(want_start + buf.len() as u64) as usize;
                 if remaining == 0 {
                     break 'attempts;
@@ -907,30 +913,28 @@ impl ObjectClient for OssClient {
                         let take = chunk.len().min(remaining);
                         buf.extend_from_slice(&chunk[..take]);
                     }
-                    Ok(None) => {
-                        let msg = format!("body ended after {} of {} bytes", buf.len(), end - want_start);
-                        if let Some(delay) = state.next_delay() {
-                            warn!(op = "GetObject", key, attempt = state.attempt, cause = %msg,
-                                delay_ms = delay.as_millis() as u64, "resuming cut-off GetObject body");
-                            tokio::time::sleep(delay).await;
-                            resumed = true;
-                            continue 'attempts;
-                        }
-                        return Err(ClientError::Transport(format!("GetObject {key}: {msg}")));
-                    }
-                    Err(e) => {
-                        let msg = transport_message(e);
-                        if let Some(delay) = state.next_delay() {
-                            warn!(op = "GetObject", key, attempt = state.attempt, received = buf.len(), cause = %msg,
-                                delay_ms = delay.as_millis() as u64, "resuming cut-off GetObject body");
-                            tokio::time::sleep(delay).await;
-                            resumed = true;
-                            continue 'attempts;
-                        }
-                        return Err(ClientError::Transport(format!("GetObject {key}: {msg}")));
-                    }
+                    Ok(None) => break format!("body ended after {} of {} bytes", buf.len(), end - want_start),
+                    Err(e) => break transport_message(e),
                 }
+            };
+            resumed = true;
+            if buf.len() > received_before && state.started.elapsed() < state.config.max_total {
+                // The cut attempt made progress: resume at once, without spending the budget, so a
+                // large object survives any number of resets as long as each one moves forward.
+                state.forgive_attempt();
+                warn!(op = "GetObject", key, received = buf.len(), cause = %cut_cause, "resuming cut-off GetObject body");
+                continue 'attempts;
             }
+            if let Some(delay) = state.next_delay() {
+                warn!(op = "GetObject", key, attempt = state.attempt, received = buf.len(), cause = %cut_cause,
+                    delay_ms = delay.as_millis() as u64, "resuming cut-off GetObject body");
+                tokio::time::sleep(delay).await;
+                continue 'attempts;
+            }
+            return Err(ClientError::Transport(format!(
+                "GetObject {key}: {cut_cause} (after {} attempts)",
+                state.attempt
+            )));
         }
         let meta = meta.ok_or_else(|| ClientError::InvalidResponse("GetObject without metadata".into()))?;
         let data = buf.freeze();
