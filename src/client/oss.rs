@@ -976,16 +976,17 @@ impl ObjectClient for OssClient {
         let mut req = OpRequest::new("ListObjectsV2", Method::GET, None)
             .query("list-type", "2")
             .query("encoding-type", "url")
-            .query("max-keys", max_keys.to_string())
-            .query("prefix", params.prefix.clone());
-        if let Some(d) = &params.delimiter {
-            req = req.query("delimiter", d.clone());
-        }
-        if let Some(t) = &params.continuation_token {
-            req = req.query("continuation-token", t.clone());
-        }
-        if let Some(s) = &params.start_after {
-            req = req.query("start-after", s.clone());
+            .query("max-keys", max_keys.to_string());
+        let optional = [
+            ("prefix", Some(&params.prefix)),
+            ("delimiter", params.delimiter.as_ref()),
+            ("continuation-token", params.continuation_token.as_ref()),
+            ("start-after", params.start_after.as_ref()),
+        ];
+        for (name, value) in optional {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                req = req.query(name, v.clone());
+            }
         }
         let resp = self.execute(&req).await?;
         let doc = xml::parse_list_bucket_result(&resp.body).map_err(invalid_xml)?;
