@@ -1083,3 +1083,39 @@ async fn resets_that_make_progress_do_not_spend_the_attempt_budget() {
     );
     assert_eq!(server.requests().len(), 2);
 }
+
+#[tokio::test]
+async fn exclusive_put_whose_answer_was_lost_is_recognised_by_crc() {
+    let body = Bytes::from_static(b"exclusive bytes");
+    let crc = crc64::checksum(&body).to_string();
+    for (head_crc, should_succeed) in [(crc.as_str(), true), ("5", false)] {
+        let server = FakeServer::start(vec![
+            Vec::new(),
+            error_response(409, "FileAlreadyExists", &[]),
+            head_response(
+                200,
+                &[("ETag", "\"X\""), ("x-oss-hash-crc64ecma", head_crc)],
+                body.len() as u64,
+            ),
+        ])
+        .await;
+        let c = client(&server, static_provider(), SignatureVersion::V4);
+        let r = c
+            .put_object(PutObjectParams::new("x", body.clone()).forbid_overwrite(true))
+            .await;
+        if should_succeed {
+            assert_eq!(r.unwrap().etag.as_str(), "\"X\"");
+        } else {
+            assert!(matches!(r, Err(ClientError::AlreadyExists(_))), "{r:?}");
+        }
+        assert_eq!(server.requests().len(), 3);
+    }
+    // Without a lost first attempt, FileAlreadyExists is final at once.
+    let server = FakeServer::start(vec![error_response(409, "FileAlreadyExists", &[])]).await;
+    let c = client(&server, static_provider(), SignatureVersion::V4);
+    let r = c
+        .put_object(PutObjectParams::new("x", body.clone()).forbid_overwrite(true))
+        .await;
+    assert!(matches!(r, Err(ClientError::AlreadyExists(_))), "{r:?}");
+    assert_eq!(server.requests().len(), 1);
+}
