@@ -653,6 +653,12 @@ async fn exercise_all_operations(c: &OssClient, tag: &str) {
     .iter()
     .map(|k| format!("{p}{k}"))
     .collect();
+    let ctl = format!("{p}tree/ctl\r\n\u{1}key");
+    c.put_object(PutObjectParams::new(&ctl, Bytes::from_static(b"c")))
+        .await
+        .unwrap();
+    let mut doomed = doomed;
+    doomed.push(ctl.clone());
     let failed = c.delete_objects(&doomed).await.unwrap();
     assert!(failed.is_empty(), "{failed:?}");
     assert!(list_all(c, &format!("{p}tree/"), 1000).await.is_empty());

@@ -1295,7 +1295,26 @@ impl ObjectClient for OssClient {
         for k in keys {
             check_key(k)?;
         }
-        let body = Bytes::from(xml::delete_objects_body(keys));
+        // Keys with control characters cannot travel in an XML 1.0 body (and CR/LF would be
+        // normalised by the parser): delete those one by one.
+        let (batch, single): (Vec<String>, Vec<String>) =
+            keys.iter().cloned().partition(|k| !k.chars().any(|c| c.is_control()));
+        let mut failed = Vec::new();
+        for k in &single {
+            match self.delete_object(k).await {
+                Ok(()) => {}
+                Err(ClientError::AccessDenied(e)) | Err(ClientError::Service(e)) => failed.push(DeleteError {
+                    key: k.clone(),
+                    code: e.code,
+                    message: e.message,
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        if batch.is_empty() {
+            return Ok(failed);
+        }
+        let body = Bytes::from(xml::delete_objects_body(&batch));
         let req = OpRequest::new("DeleteMultipleObjects", Method::POST, None)
             .query("delete", "")
             .query("encoding-type", "url")
@@ -1303,7 +1322,8 @@ impl ObjectClient for OssClient {
         let resp = self.execute(&req).await?;
         let doc = xml::parse_delete_result(&resp.body).map_err(invalid_xml)?;
         let encoded = doc.encoding_type.as_deref() == Some("url");
-        doc.errors
+        let batch_failed = doc
+            .errors
             .into_iter()
             .map(|e| {
                 let key = if encoded {
@@ -1317,7 +1337,9 @@ impl ObjectClient for OssClient {
                     message: e.message,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        failed.extend(batch_failed);
+        Ok(failed)
     }
 
     async fn append_object(&self, params: AppendObjectParams) -> Result<AppendObjectResult, ClientError> {
