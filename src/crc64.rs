@@ -159,6 +159,18 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn combine_matches_concatenation_for_any_split(
+            a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4000),
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4000),
+        ) {
+            let mut ab = a.clone();
+            ab.extend_from_slice(&b);
+            proptest::prop_assert_eq!(combine(checksum(&a), checksum(&b), b.len() as u64), checksum(&ab));
+        }
+    }
+
     #[test]
     fn combine_matches_vector_example() {
         let doc: Value = serde_json::from_str(VECTORS).unwrap();

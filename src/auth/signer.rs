@@ -886,6 +886,21 @@ mod tests {
         assert_eq!(encode_query(&q), "prefix=a%20b%2Fc%2Bd&uploads");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn percent_encoding_round_trips_and_keeps_only_unreserved(s in "\\PC{0,40}") {
+            let encoded = pe(&s);
+            let path = pe_path(&s);
+            let unreserved = |c: char| c.is_ascii_alphanumeric() || "-_.~%".contains(c);
+            proptest::prop_assert!(encoded.chars().all(unreserved), "{}", encoded);
+            proptest::prop_assert!(path.chars().all(|c| unreserved(c) || c == '/'), "{}", path);
+            let back = percent_encoding::percent_decode_str(&encoded).decode_utf8().unwrap();
+            proptest::prop_assert_eq!(back.as_ref(), s.as_str());
+            let back = percent_encoding::percent_decode_str(&path).decode_utf8().unwrap();
+            proptest::prop_assert_eq!(back.as_ref(), s.as_str());
+        }
+    }
+
     #[test]
     fn signing_key_chain_debug_is_redacted() {
         let chain = v4_signing_key_chain("secret", "20250115", "cn-hangzhou");
