@@ -24,8 +24,6 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-
-
 #[derive(Parser, Debug)]
 #[command(name = "osslocal", version, about = "A local OSS + STS server for testing ossmount")]
 struct Cli {
@@ -63,7 +61,9 @@ struct Cli {
 
 #[derive(Debug, thiserror::Error)]
 enum MainError {
-    #[error("invalid bucket name {0:?}: use 3-63 characters a-z, 0-9 and '-', starting and ending with a letter or digit")]
+    #[error(
+        "invalid bucket name {0:?}: use 3-63 characters a-z, 0-9 and '-', starting and ending with a letter or digit"
+    )]
     BucketName(String),
     #[error("--access-key must be AK:SK, got a value without ':'")]
     AccessKey,
@@ -94,7 +94,8 @@ enum MainError {
 fn valid_bucket(name: &str) -> bool {
     let b = name.as_bytes();
     (3..=63).contains(&b.len())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -104,16 +105,23 @@ fn parse_roles(specs: &[String]) -> Result<HashMap<String, sts::Role>, MainError
     for spec in specs {
         let (arn, policy) = match spec.split_once("=@") {
             Some((arn, file)) => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| MainError::Role { arn: arn.to_string(), reason: format!("reading {file}: {e}") })?;
-                let p = policy::Policy::parse(&text)
-                    .map_err(|reason| MainError::Role { arn: arn.to_string(), reason: format!("policy {file}: {reason}") })?;
+                let text = std::fs::read_to_string(file).map_err(|e| MainError::Role {
+                    arn: arn.to_string(),
+                    reason: format!("reading {file}: {e}"),
+                })?;
+                let p = policy::Policy::parse(&text).map_err(|reason| MainError::Role {
+                    arn: arn.to_string(),
+                    reason: format!("policy {file}: {reason}"),
+                })?;
                 (arn.to_string(), Some(p))
             }
             None => (spec.clone(), None),
         };
         if !arn.starts_with("acs:ram::") || !arn.contains(":role/") {
-            return Err(MainError::Role { arn, reason: "expected acs:ram::<account>:role/<name>".into() });
+            return Err(MainError::Role {
+                arn,
+                reason: "expected acs:ram::<account>:role/<name>".into(),
+            });
         }
         let mut role = sts::Role::new(arn.clone());
         role.policy = policy;
@@ -123,7 +131,10 @@ fn parse_roles(specs: &[String]) -> Result<HashMap<String, sts::Role>, MainError
 }
 
 fn write_ready_file(path: &Path, addr: &str) -> Result<(), MainError> {
-    let err = |source| MainError::ReadyFile { path: path.to_path_buf(), source };
+    let err = |source| MainError::ReadyFile {
+        path: path.to_path_buf(),
+        source,
+    };
     let tmp = path.with_extension("tmp-osslocal");
     std::fs::write(&tmp, format!("{addr}\n")).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
@@ -153,15 +164,23 @@ fn run(cli: Cli) -> Result<(), MainError> {
         let (ak, sk) = spec.split_once(':').ok_or(MainError::AccessKey)?;
         keys.insert(ak.to_string(), sk.to_string());
     }
-    std::fs::create_dir_all(&cli.data_dir)
-        .map_err(|source| MainError::DataDir { path: cli.data_dir.clone(), source })?;
+    std::fs::create_dir_all(&cli.data_dir).map_err(|source| MainError::DataDir {
+        path: cli.data_dir.clone(),
+        source,
+    })?;
     let storage = storage::Storage::open(&cli.data_dir, &cli.buckets)?;
     let oidc_providers = cli
         .oidc_providers
         .iter()
         .map(|s| match s.split_once('=') {
-            Some((arn, issuer)) => sts::OidcProvider { arn: arn.to_string(), issuer: Some(issuer.to_string()) },
-            None => sts::OidcProvider { arn: s.clone(), issuer: None },
+            Some((arn, issuer)) => sts::OidcProvider {
+                arn: arn.to_string(),
+                issuer: Some(issuer.to_string()),
+            },
+            None => sts::OidcProvider {
+                arn: s.clone(),
+                issuer: None,
+            },
         })
         .collect();
     let mut sts_state = sts::StsState::new(keys.clone(), sts::StsState::load_or_create_token_key(&cli.data_dir)?);
@@ -170,9 +189,17 @@ fn run(cli: Cli) -> Result<(), MainError> {
     sts_state.min_duration = cli.min_duration;
     sts_state.account_id = server::ACCOUNT_ID.to_string();
     let sts_state = Arc::new(sts_state);
-    let auth_cfg = auth::AuthConfig { keys, anonymous: cli.anonymous, region: cli.region.clone(), sts: sts_state };
+    let auth_cfg = auth::AuthConfig {
+        keys,
+        anonymous: cli.anonymous,
+        region: cli.region.clone(),
+        sts: sts_state,
+    };
     let app = Arc::new(server::App::new(storage, auth_cfg, cli.region.clone()));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(MainError::Runtime)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(MainError::Runtime)?;
     rt.block_on(async move {
         let mut ready_err = None;
         let ready_file = cli.ready_file.clone();
