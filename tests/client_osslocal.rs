@@ -910,3 +910,31 @@ async fn concurrent_reads_survive_errors_and_resets() {
     let stats = server.stats().await;
     assert!(count(&stats, "errors", "ServiceUnavailable") > 0, "{stats}");
 }
+
+#[tokio::test]
+async fn server_clock_offset_is_learnt_once() {
+    let server = Osslocal::start();
+    for version in [SignatureVersion::V4, SignatureVersion::V1] {
+        let c = client(&server, version, keys_provider(SK));
+        let key = format!("skew/{version:?}");
+        c.put_object(PutObjectParams::new(&key, Bytes::from_static(b"tick")))
+            .await
+            .unwrap();
+        server.faults(json!({"time_offset_secs": 3600})).await;
+        server.reset_stats().await;
+        for _ in 0..3 {
+            assert_eq!(
+                &c.get_object(GetObjectParams::new(&key)).await.unwrap().data[..],
+                b"tick"
+            );
+        }
+        let stats = server.stats().await;
+        assert_eq!(
+            count(&stats, "errors", "RequestTimeTooSkewed"),
+            1,
+            "{version:?}: only the first request is rejected: {stats}"
+        );
+        assert_eq!(count(&stats, "ops", "GetObject"), 4, "{version:?}: {stats}");
+        server.clear_faults().await;
+    }
+}
