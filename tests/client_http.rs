@@ -29,6 +29,9 @@ const BUCKET: &str = "bkt";
 const SECRET: &str = "SeCrEtAcCeSsKeY-0123456789";
 const TOKEN_PREFIX: &str = "CAISsecuritytoken";
 
+/// Script entry: accept the request and never answer.
+const HANG: &[u8] = b"<hang>";
+
 #[derive(Clone, Debug)]
 struct Recorded {
     method: String,
@@ -84,6 +87,10 @@ impl FakeServer {
                             b"<Error><Code>NoScript</Code><Message>script exhausted</Message></Error>",
                         )
                     });
+                    if reply == HANG {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        return;
+                    }
                     let _ = sock.write_all(&reply).await;
                     let _ = sock.shutdown().await;
                 });
@@ -1118,4 +1125,22 @@ async fn exclusive_put_whose_answer_was_lost_is_recognised_by_crc() {
         .await;
     assert!(matches!(r, Err(ClientError::AlreadyExists(_))), "{r:?}");
     assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_that_stops_answering_times_out_and_is_retried() {
+    let server = FakeServer::start(vec![HANG.to_vec(), object_response(b"late", "\"E\"")]).await;
+    let mut cfg = OssClientConfig::new(server.endpoint(), BUCKET);
+    cfg.region = Some("cn-hangzhou".into());
+    cfg.retry = fast_retry(3);
+    cfg.read_timeout = Duration::from_millis(300);
+    let c = OssClient::new(cfg, static_provider()).unwrap();
+    let started = std::time::Instant::now();
+    let r = c.get_object(GetObjectParams::new("slow")).await.unwrap();
+    assert_eq!(&r.data[..], b"late");
+    assert_eq!(server.requests().len(), 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the read timeout did not fire"
+    );
 }
