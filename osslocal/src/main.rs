@@ -24,6 +24,9 @@ use std::sync::Arc;
 
 use clap::Parser;
 
+/// How long shutdown waits for in-flight blocking I/O.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Parser, Debug)]
 #[command(name = "osslocal", version, about = "A local OSS + STS server for testing ossmount")]
 struct Cli {
@@ -54,6 +57,10 @@ struct Cli {
     /// Accept unsigned requests (allowed everything).
     #[arg(long)]
     anonymous: bool,
+    /// Skip fsync of objects and metadata: much faster small writes; objects survive a process
+    /// restart but not a machine crash.
+    #[arg(long)]
+    no_fsync: bool,
     /// Trusted OIDC provider `ARN[=ISSUER]` for AssumeRoleWithOIDC (repeatable).
     #[arg(long = "oidc-provider", value_name = "ARN[=ISSUER]")]
     oidc_providers: Vec<String>,
@@ -89,6 +96,8 @@ enum MainError {
     },
     #[error("starting the runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    #[error("installing signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
 }
 
 fn valid_bucket(name: &str) -> bool {
@@ -140,17 +149,17 @@ fn write_ready_file(path: &Path, addr: &str) -> Result<(), MainError> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-async fn shutdown_signal() {
+/// Resolves on the first SIGTERM or SIGINT; the handlers are installed when this is called.
+fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        _ => std::future::pending::<()>().await,
-    }
+    })
 }
 
 fn run(cli: Cli) -> Result<(), MainError> {
@@ -168,7 +177,7 @@ fn run(cli: Cli) -> Result<(), MainError> {
         path: cli.data_dir.clone(),
         source,
     })?;
-    let storage = storage::Storage::open(&cli.data_dir, &cli.buckets)?;
+    let storage = storage::Storage::open(&cli.data_dir, &cli.buckets, !cli.no_fsync)?;
     let oidc_providers = cli
         .oidc_providers
         .iter()
@@ -201,33 +210,34 @@ fn run(cli: Cli) -> Result<(), MainError> {
         .build()
         .map_err(MainError::Runtime)?;
     rt.block_on(async move {
-        let mut ready_err = None;
+        // Install the handlers before announcing readiness, so an early SIGTERM is clean.
+        let signals = shutdown_signals().map_err(MainError::Signals)?;
         let ready_file = cli.ready_file.clone();
         server::serve(
             app,
             &cli.listen,
             |addr| {
                 let addr = addr.to_string();
+                // Ready file first: whoever read the stdout line may look for it at once.
+                if let Some(p) = &ready_file {
+                    write_ready_file(p, &addr).map_err(|e| e.to_string())?;
+                }
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{addr}");
                 let _ = out.flush();
-                if let Some(p) = &ready_file
-                    && let Err(e) = write_ready_file(p, &addr)
-                {
-                    ready_err = Some(e);
-                }
+                Ok(())
             },
             async {
-                shutdown_signal().await;
+                signals.await;
                 tracing::info!("shutting down");
             },
         )
         .await?;
-        match ready_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    })
+        Ok::<(), MainError>(())
+    })?;
+    // Give blocking writers/readers a moment to notice their peers are gone.
+    rt.shutdown_timeout(SHUTDOWN_GRACE);
+    Ok(())
 }
 
 fn main() {

@@ -18,7 +18,8 @@ use md5::{Digest as _, Md5};
 use crate::error::OssError;
 use crate::server::{ACCOUNT_ID, App, RespBody, Target, empty, full, http_date, percent_decode, read_small_body};
 use crate::storage::{
-    Bucket, FileRange, ListEntry, ObjectMeta, ObjectType, StorageError, WriteMeta, Written, spawn_reader,
+    AppendRequest, BodyLen, Bucket, FileRange, ListEntry, ObjectMeta, ObjectType, StorageError, WriteMeta, Written,
+    spawn_reader,
 };
 use crate::xml::{XmlWriter, url_encode};
 use crate::{auth, policy};
@@ -197,6 +198,8 @@ fn storage_error(e: StorageError) -> OssError {
             "You did not provide the number of bytes specified by the Content-Length HTTP header.",
             "0016-00000017",
         ),
+        StorageError::Oversized { .. } => entity_too_large(),
+        StorageError::BadDigest => bad_digest(),
         StorageError::TooLong { .. } => OssError::new(
             400,
             "InvalidArgument",
@@ -402,10 +405,11 @@ pub async fn handle(
         Op::PutObject => put_object(&ctx, body).await,
         Op::CopyObject => copy_object(&ctx).await,
         Op::DeleteObject => {
-            ctx.bucket()?.delete(&ctx.key).map_err(storage_error)?;
+            let (b, key) = (ctx.bucket()?.clone(), ctx.key.clone());
+            blocking(move || b.delete(&key)).await?;
             status_only(StatusCode::NO_CONTENT)
         }
-        Op::InitiateMultipartUpload => initiate(&ctx),
+        Op::InitiateMultipartUpload => initiate(&ctx).await,
         Op::UploadPart | Op::UploadPartCopy => upload_part(&ctx, body).await,
         Op::CompleteMultipartUpload => complete(&ctx, body).await,
         Op::AbortMultipartUpload => {
@@ -418,12 +422,27 @@ pub async fn handle(
         }
         Op::ListParts => list_parts(&ctx),
         Op::AppendObject => append(&ctx, body).await,
-        Op::PutSymlink => put_symlink(&ctx),
+        Op::PutSymlink => put_symlink(&ctx).await,
         Op::GetSymlink => get_symlink(&ctx),
     }
 }
 
 // ----- helpers -----
+
+/// Run synchronous storage work (fsync, rename, unlink) off the async worker threads.
+async fn blocking<T, F>(f: F) -> Result<T, OssError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StorageError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(storage_error),
+        Err(e) => {
+            tracing::error!(error = %e, "storage task failed");
+            Err(OssError::internal_error())
+        }
+    }
+}
 
 fn status_only(status: StatusCode) -> Result<Response<RespBody>, OssError> {
     Response::builder()
@@ -503,8 +522,16 @@ fn write_meta_from(headers: &HeaderMap) -> WriteMeta {
     m
 }
 
-fn content_length(ctx: &Ctx<'_>) -> Result<u64, OssError> {
+/// The body length a write must have: `Content-Length`, or up to the object limit for a
+/// chunked body (oss2 sends empty bodies chunked).
+fn content_length(ctx: &Ctx<'_>) -> Result<BodyLen, OssError> {
+    let chunked = ctx
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let Some(v) = ctx.header("content-length") else {
+        if chunked {
+            return Ok(BodyLen::AtMost(MAX_OBJECT_BYTES));
+        }
         return Err(OssError::new(
             411,
             "MissingContentLength",
@@ -518,7 +545,7 @@ fn content_length(ctx: &Ctx<'_>) -> Result<u64, OssError> {
     if len > MAX_OBJECT_BYTES {
         return Err(entity_too_large());
     }
-    Ok(len)
+    Ok(BodyLen::Exact(len))
 }
 
 fn content_md5(ctx: &Ctx<'_>) -> Result<Option<[u8; 16]>, OssError> {
@@ -868,7 +895,15 @@ fn list_objects(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
 
 fn get_object(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
     let b = ctx.bucket()?;
-    let (meta, file) = open_following(b, &ctx.key)?;
+    let (mut meta, file) = open_following(b, &ctx.key)?;
+    if let Some(link) = b.get(&ctx.key)
+        && link.object_type == ObjectType::Symlink
+    {
+        // A link reads as its target's bytes but still reports its own type.
+        let mut m = (*meta).clone();
+        m.object_type = ObjectType::Symlink;
+        meta = Arc::new(m);
+    }
     let head = ctx.op != Op::GetObject;
     if ctx.op == Op::GetObjectMeta {
         let mut r = Response::builder();
@@ -996,11 +1031,8 @@ async fn put_object(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>,
         w.etag(),
     );
     let md5_b64 = base64::engine::general_purpose::STANDARD.encode(w.md5);
-    let saved = ctx
-        .app
-        .storage
-        .commit(b, meta, Some(w.temp), forbid)
-        .map_err(storage_error)?;
+    let (app, b) = (ctx.app.clone(), b.clone());
+    let saved = blocking(move || app.storage.commit(&b, meta, Some(w.temp), forbid)).await?;
     let mut r = Response::builder();
     r = set(r, "ETag", &saved.etag);
     r = set(r, "Content-MD5", &md5_b64);
@@ -1087,11 +1119,8 @@ async fn copy_object(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
     };
     let w = ctx.app.storage.copy_ranges(ranges, true).await.map_err(storage_error)?;
     let m = new_meta(&ctx.key, &w, ObjectType::Normal, meta, w.etag());
-    let saved = ctx
-        .app
-        .storage
-        .commit(b, m, Some(w.temp), forbid)
-        .map_err(storage_error)?;
+    let (app, b) = (ctx.app.clone(), b.clone());
+    let saved = blocking(move || app.storage.commit(&b, m, Some(w.temp), forbid)).await?;
     let mut x = XmlWriter::new("CopyObjectResult");
     x.elem("ETag", &saved.etag)
         .elem("LastModified", &iso(saved.last_modified()));
@@ -1105,16 +1134,18 @@ async fn copy_object(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
     Ok(r)
 }
 
-fn initiate(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
+async fn initiate(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
     let b = ctx.bucket()?;
     if ctx.forbid_overwrite() && b.get(&ctx.key).is_some() {
         return Err(file_exists());
     }
-    let up = ctx
-        .app
-        .storage
-        .initiate(&b.name, &ctx.key, write_meta_from(&ctx.headers))
-        .map_err(storage_error)?;
+    let (app, bucket, key, meta) = (
+        ctx.app.clone(),
+        b.name.clone(),
+        ctx.key.clone(),
+        write_meta_from(&ctx.headers),
+    );
+    let up = blocking(move || app.storage.initiate(&bucket, &key, meta)).await?;
     let url = ctx.q.url();
     let mut w = XmlWriter::new("InitiateMultipartUploadResult");
     w.elem("Bucket", &b.name)
@@ -1174,12 +1205,17 @@ async fn upload_part(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>
             _ => vec![],
         };
         let w = ctx.app.storage.copy_ranges(ranges, true).await.map_err(storage_error)?;
-        let part = ctx.app.storage.put_part(&up, number, w).map_err(storage_error)?;
+        let app = ctx.app.clone();
+        let part = blocking(move || app.storage.put_part(&up, number, w)).await?;
         let mut x = XmlWriter::new("CopyPartResult");
         x.elem("LastModified", &iso(Utc::now())).elem("ETag", &part.etag());
         let mut r = xml_response(ctx, x.finish());
         if let Ok(v) = HeaderValue::from_str(&part.crc64.to_string()) {
             r.headers_mut().insert("x-oss-hash-crc64ecma", v);
+        }
+        // oss2 takes the part ETag from the header.
+        if let Ok(v) = HeaderValue::from_str(&part.etag()) {
+            r.headers_mut().insert(header::ETAG, v);
         }
         return Ok(r);
     }
@@ -1199,7 +1235,8 @@ async fn upload_part(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>
     if ctx.app.storage.upload(&b.name, &ctx.key, id).is_none() {
         return Err(no_such_upload(id));
     }
-    let part = ctx.app.storage.put_part(&up, number, w).map_err(storage_error)?;
+    let app = ctx.app.clone();
+    let part = blocking(move || app.storage.put_part(&up, number, w)).await?;
     let mut r = Response::builder();
     r = set(r, "ETag", &part.etag());
     r = set(r, "Content-MD5", &md5_b64);
@@ -1262,12 +1299,8 @@ async fn complete(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, O
             }
         }
     }
-    if let Some((i, p)) = parts
-        .iter()
-        .enumerate()
-        .find(|(i, p)| *i + 1 < parts.len() && p.size < MIN_PART_BYTES)
-    {
-        let _ = i;
+    let non_last = &parts[..parts.len() - 1];
+    if let Some(p) = non_last.iter().find(|p| p.size < MIN_PART_BYTES) {
         return Err(OssError::new(
             400,
             "EntityTooSmall",
@@ -1277,10 +1310,6 @@ async fn complete(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, O
         .with("PartNumber", p.number.to_string())
         .with("ProposedSize", p.size.to_string())
         .with("MinSizeAllowed", MIN_PART_BYTES.to_string()));
-    }
-    let total: u64 = parts.iter().map(|p| p.size).sum();
-    if total > MAX_OBJECT_BYTES * 10 {
-        return Err(entity_too_large());
     }
     let forbid = ctx.forbid_overwrite();
     if forbid && b.get(&ctx.key).is_some() {
@@ -1319,14 +1348,20 @@ async fn complete(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, O
     }
     let etag = format!("\"{}-{}\"", hex::encode_upper(h.finalize()), parts.len());
     let m = new_meta(&ctx.key, &w, ObjectType::Multipart, up.info.meta.clone(), etag);
-    let saved = match ctx.app.storage.commit(b, m, Some(w.temp), forbid) {
+    let (app, b2) = (ctx.app.clone(), b.clone());
+    let saved = match blocking(move || app.storage.commit(&b2, m, Some(w.temp), forbid)).await {
         Ok(s) => s,
         Err(e) => {
             ctx.app.storage.restore_upload(up);
-            return Err(storage_error(e));
+            return Err(e);
         }
     };
-    ctx.app.storage.discard_upload_files(&up);
+    let app = ctx.app.clone();
+    blocking(move || {
+        app.storage.discard_upload_files(&up);
+        Ok(())
+    })
+    .await?;
     let url = ctx.q.url();
     let mut x = XmlWriter::new("CompleteMultipartUploadResult");
     if url {
@@ -1459,10 +1494,11 @@ async fn append(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, Oss
     let position: u64 = pv
         .parse()
         .map_err(|_| invalid_arg("Position must be a non-negative integer.", "position", pv))?;
-    let len = content_length(ctx)?;
-    if position.saturating_add(len) > MAX_OBJECT_BYTES {
-        return Err(entity_too_large());
-    }
+    let len = match content_length(ctx)? {
+        BodyLen::Exact(n) if position.saturating_add(n) > MAX_OBJECT_BYTES => return Err(entity_too_large()),
+        BodyLen::AtMost(_) => BodyLen::AtMost(MAX_OBJECT_BYTES.saturating_sub(position)),
+        exact => exact,
+    };
     let md5 = content_md5(ctx)?;
     let res = ctx
         .app
@@ -1470,10 +1506,13 @@ async fn append(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, Oss
         .append(
             b,
             &ctx.key,
-            position,
+            AppendRequest {
+                position,
+                expected: len,
+                meta: write_meta_from(&ctx.headers),
+                content_md5: md5,
+            },
             body_stream(ctx.app, body),
-            len,
-            write_meta_from(&ctx.headers),
         )
         .await;
     let saved = match res {
@@ -1490,7 +1529,6 @@ async fn append(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, Oss
         }
         Err(e) => return Err(storage_error(e)),
     };
-    let _ = md5; // Content-MD5 of an append covers the appended bytes; checked by the client via CRC.
     let mut r = Response::builder();
     r = set(r, "ETag", &saved.etag);
     r = set(r, "x-oss-next-append-position", &saved.size.to_string());
@@ -1500,7 +1538,7 @@ async fn append(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, Oss
         .map_err(|_| OssError::internal_error())
 }
 
-fn put_symlink(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
+async fn put_symlink(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
     let b = ctx.bucket()?;
     let raw = ctx
         .headers
@@ -1520,11 +1558,8 @@ fn put_symlink(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
         symlink_target: Some(raw),
         data_file: None,
     };
-    let saved = ctx
-        .app
-        .storage
-        .commit(b, meta, None, ctx.forbid_overwrite())
-        .map_err(storage_error)?;
+    let (app, b, forbid) = (ctx.app.clone(), b.clone(), ctx.forbid_overwrite());
+    let saved = blocking(move || app.storage.commit(&b, meta, None, forbid)).await?;
     let mut r = Response::builder();
     r = set(r, "ETag", &saved.etag);
     r.header(header::CONTENT_LENGTH, 0)
@@ -1592,9 +1627,10 @@ async fn delete_multiple(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespB
     if url {
         w.elem("EncodingType", "url");
     }
-    for k in &keys {
-        b.delete(k).map_err(storage_error)?;
-        if !req.quiet {
+    let (b, to_delete) = (b.clone(), keys.clone());
+    blocking(move || to_delete.iter().try_for_each(|k| b.delete(k).map(|_| ()))).await?;
+    if !req.quiet {
+        for k in &keys {
             w.open("Deleted").elem_enc("Key", k, url).close();
         }
     }

@@ -31,6 +31,8 @@ pub const ACCOUNT_ID: &str = "1234567890123456";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error("announcing readiness: {0}")]
+    Ready(String),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: String,
@@ -138,12 +140,12 @@ pub fn error_response(err: &OssError, request_id: &str, host_id: &str, head: boo
     resp.unwrap_or_else(|_| Response::new(empty()))
 }
 
-/// Bind and serve until `shutdown` resolves. Prints nothing; returns the bound address via
-/// `on_bound` before accepting.
+/// Bind and serve until `shutdown` resolves. Reports the bound address to `on_bound` before
+/// accepting; an error from it stops the server.
 pub async fn serve(
     app: Arc<App>,
     listen: &str,
-    on_bound: impl FnOnce(SocketAddr),
+    on_bound: impl FnOnce(SocketAddr) -> Result<(), String>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let listener = TcpListener::bind(listen).await.map_err(|source| ServerError::Bind {
@@ -154,7 +156,7 @@ pub async fn serve(
         addr: listen.to_string(),
         source,
     })?;
-    on_bound(local);
+    on_bound(local).map_err(ServerError::Ready)?;
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -178,6 +180,7 @@ pub async fn serve(
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
+                .half_close(true)
                 .max_buf_size(1024 * 1024)
                 .serve_connection(TokioIo::new(stream), svc);
             if let Err(e) = conn.await {

@@ -546,6 +546,7 @@ fn multipart_complete_all_copy_and_abort() {
         .send();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.xml("ETag").unwrap(), format!("\"{}\"", md5_hex(&src[..204800])));
+    assert_eq!(r.h("ETag").unwrap(), format!("\"{}\"", md5_hex(&src[..204800])));
     let r = s
         .req("PUT", &format!("/bkt/copied?partNumber=2&uploadId={id}"))
         .header("x-oss-copy-source", "/bkt/source")
@@ -582,6 +583,13 @@ fn append_rules() {
     let r = s.req("POST", "/bkt/log?append&position=5").body(b"x").send();
     assert_eq!((r.status, r.code().as_deref()), (409, Some("PositionNotEqualToLength")));
     assert_eq!(r.h("x-oss-next-append-position"), Some("0"));
+    let r = s
+        .req("POST", "/bkt/log?append&position=0")
+        .header("Content-MD5", "1B2M2Y8AsgTpgAmY7PhCfg==")
+        .body(b"hello ")
+        .send();
+    assert_eq!((r.status, r.code().as_deref()), (400, Some("BadDigest")));
+    assert_eq!(s.get("/bkt/log").status, 404, "a bad digest creates nothing");
     let r = s
         .req("POST", "/bkt/log?append&position=0")
         .header("Content-Type", "text/plain")
@@ -630,8 +638,10 @@ fn symlinks_follow() {
     assert_eq!(r.h("x-oss-symlink-target"), Some("dir%2Ftarget%20file.txt"));
     let g = s.get("/bkt/link");
     assert_eq!((g.status, g.body.as_slice()), (200, b"target data".as_slice()));
+    assert_eq!(g.h("x-oss-object-type"), Some("Symlink"));
     let h = s.req("HEAD", "/bkt/link").send();
     assert_eq!(h.h("Content-Length"), Some("11"));
+    assert_eq!(h.h("x-oss-object-type"), Some("Symlink"));
     let r = s.get("/bkt/?list-type=2&prefix=link");
     assert_eq!(r.xml("Type").as_deref(), Some("Symlink"));
     // dangling

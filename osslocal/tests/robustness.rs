@@ -131,13 +131,26 @@ fn broken_requests_get_clean_answers() {
         "{}",
         &out[..out.len().min(200)]
     );
-    // chunked PUT without Content-Length
+    // chunked PUT (oss2 sends empty bodies this way) is accepted; no length at all is not
     let out = raw_exchange(
         &s.addr,
         b"PUT /bkt/chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     );
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(s.get("/bkt/chunked").body, b"abc");
+    let out = raw_exchange(
+        &s.addr,
+        b"PUT /bkt/nolength HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
     assert!(out.starts_with("HTTP/1.1 411"), "{out}");
     assert!(out.contains("<Code>MissingContentLength</Code>"));
+    // a chunked body cut short leaves nothing
+    let out = raw_exchange(
+        &s.addr,
+        b"PUT /bkt/cut HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n100\r\nabc",
+    );
+    assert!(out.is_empty() || out.starts_with("HTTP/1.1 400"), "{out}");
+    assert_eq!(s.get("/bkt/cut").status, 404);
     // oversized XML body
     let id = s.req("POST", "/bkt/m?uploads").send().xml("UploadId").unwrap();
     let big = vec![b' '; 2 * 1024 * 1024];
@@ -243,4 +256,55 @@ fn large_object_streams() {
         .header("Range", "bytes=10485760-10485769")
         .send();
     assert_eq!(r.body, &data[10485760..10485770]);
+}
+
+#[test]
+fn ready_file_and_clean_sigterm_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let mut s = Server::start(&[
+        "--anonymous",
+        "--bucket",
+        "bkt",
+        "--ready-file",
+        ready.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&ready).unwrap().trim(), s.addr);
+    assert_eq!(s.put("/bkt/x", b"1").status, 200);
+    let status = s.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(TcpStream::connect(&s.addr).is_err(), "no longer listening");
+}
+
+#[test]
+fn bad_command_lines_fail_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--bucket", "Bad_Name"],
+        vec!["--access-key", "no-colon"],
+        vec!["--role", "not-an-arn"],
+        vec!["--role", "acs:ram::1234567890123456:role/r=@/nonexistent/policy.json"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_osslocal"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(out.stdout.is_empty(), "no address printed for {args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("osslocal:"), "{args:?}");
+    }
+}
+
+#[test]
+fn no_fsync_mode_still_survives_a_restart() {
+    let mut s = Server::start(&["--anonymous", "--bucket", "bkt", "--no-fsync"]);
+    let data = pattern(70_000, 2);
+    assert_eq!(s.put("/bkt/k", &data).status, 200);
+    let id = s.req("POST", "/bkt/m?uploads").send().xml("UploadId").unwrap();
+    assert_eq!(s.put(&format!("/bkt/m?partNumber=1&uploadId={id}"), b"p").status, 200);
+    s.restart();
+    assert_eq!(s.get("/bkt/k").body, data);
+    assert_eq!(s.get(&format!("/bkt/m?uploadId={id}")).xml_all("PartNumber"), ["1"]);
 }

@@ -185,6 +185,35 @@ fn vector_cases_sign_exactly_and_verify() {
 }
 
 #[test]
+fn python_credentials_quote_plus_variant_is_accepted() {
+    let root: Value = serde_json::from_str(STS_JSON).unwrap();
+    let case = &root["cases"][1];
+    let quirk = &case["cross_check"]["alibabacloud-credentials parameter_helper.compose_string_to_sign"];
+    let params = json_params(&case["inputs"]["params"]);
+    assert_eq!(
+        rpc_string_to_sign_quote_plus("GET", &params),
+        quirk["string_to_sign"].as_str().unwrap()
+    );
+    let mut signed = params.clone();
+    signed.push(("Signature".into(), quirk["signature"].as_str().unwrap().into()));
+    assert_ok(&handle("GET", &signed, &state(), now()));
+    // An unencoded `+` in the Signature arrives as a space.
+    assert!(quirk["signature"].as_str().unwrap().contains('+'));
+    let mut spaced = params.clone();
+    spaced.push((
+        "Signature".into(),
+        quirk["signature"].as_str().unwrap().replace('+', " "),
+    ));
+    assert_ok(&handle("GET", &spaced, &state(), now()));
+    // Without a space in any parameter the variant is identical and nothing else is accepted.
+    let plain = json_params(&root["cases"][0]["inputs"]["params"]);
+    assert_eq!(
+        rpc_string_to_sign_quote_plus("GET", &plain),
+        rpc_string_to_sign("GET", &plain)
+    );
+}
+
+#[test]
 fn sdk_core_full_request_and_node_union_verify() {
     let root: Value = serde_json::from_str(STS_JSON).unwrap();
     let full = &root["full_requests"][0];
@@ -316,6 +345,30 @@ fn assume_role_xml_answers() {
     let answer = handle("GET", &sign("GET", bad, USER_SK), &st, now());
     assert_eq!((answer.status, answer.content_type), (400, CONTENT_TYPE_XML));
     assert!(answer.body.contains("<Error>") && answer.body.contains("<Code>InvalidParameter.RoleArn</Code>"));
+}
+
+#[test]
+fn error_answers_and_codes() {
+    let json_params = owned(&[("Format", "JSON")]);
+    let answer = error_answer(
+        &json_params,
+        503,
+        "ServiceUnavailable",
+        "The request has failed due to a temporary failure.",
+    );
+    assert_error(&answer, 503, "ServiceUnavailable");
+    assert_eq!(answer.error_code().as_deref(), Some("ServiceUnavailable"));
+    let xml = error_answer(&owned(&[("Format", "xml")]), 503, "ServiceUnavailable", "a < b");
+    assert_eq!((xml.status, xml.content_type), (503, CONTENT_TYPE_XML));
+    assert!(xml.body.contains("<Message>a &lt; b</Message>"), "{}", xml.body);
+    assert_eq!(xml.error_code().as_deref(), Some("ServiceUnavailable"));
+    let st = state();
+    let bad = handle("GET", &assume_params(&[("RoleSessionName", "x")]), &st, now());
+    assert_eq!(bad.error_code().as_deref(), Some("InvalidParameter.RoleSessionName"));
+    let ok = handle("GET", &assume_params(&[("RoleSessionName", "xy")]), &st, now());
+    assert_eq!((ok.status, ok.error_code()), (200, None));
+    // No Format: JSON.
+    assert_eq!(error_answer(&[], 400, "X", "y").content_type, CONTENT_TYPE_JSON);
 }
 
 #[test]
@@ -468,6 +521,22 @@ fn assume_role_parameter_errors() {
         400,
         "InvalidParameter.DurationSeconds",
     );
+    // An absurd configured maximum does not overflow the clock.
+    if let Some(role) = st.roles.get_mut(ROLE_ARN) {
+        role.max_session_duration = u64::MAX;
+    }
+    for secs in [
+        u64::MAX.to_string(),
+        (i64::MAX / 1000).to_string(),
+        "9223372036854775".to_string(),
+    ] {
+        let huge = assume_params(&[("RoleSessionName", "ok"), ("DurationSeconds", &secs)]);
+        assert_error(
+            &handle("GET", &huge, &st, now()),
+            400,
+            "InvalidParameter.DurationSeconds",
+        );
+    }
 }
 
 #[test]

@@ -47,6 +47,23 @@ impl Server {
         self.child.id()
     }
 
+    /// Send SIGTERM and wait (bounded) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let st = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("osslocal did not exit within 5 s of SIGTERM");
+    }
+
     pub fn req(&self, method: &str, path: &str) -> Req<'_> {
         Req {
             server: self,
