@@ -9,13 +9,13 @@
 //! Because CRC-64/XZ uses init = xorout = all ones, the pre/post conditioning cancels and
 //! `crc(A ‖ B) = shift(crc(A), len(B)) ⊕ crc(B)`.
 
-use crc::{CRC_64_XZ, Crc, Digest};
+use crc::{CRC_64_XZ, Crc, Digest, Table};
 
 /// The CRC-64/XZ algorithm OSS uses.
-pub const CRC64: Crc<u64> = Crc::<u64>::new(&CRC_64_XZ);
+pub const CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_XZ);
 
 /// Static instance for digests that must outlive a borrow.
-static CRC64_STATIC: Crc<u64> = Crc::<u64>::new(&CRC_64_XZ);
+static CRC64_STATIC: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_XZ);
 
 /// Reflected form of the ECMA-182 polynomial 0x42F0E1EBA9EA3693.
 const POLY_REFLECTED: u64 = 0xC96C_5795_D787_0F42;
@@ -27,7 +27,7 @@ pub fn checksum(data: &[u8]) -> u64 {
 
 /// Incremental CRC-64 over data arriving in pieces; also counts the bytes.
 pub struct Crc64Digest {
-    digest: Digest<'static, u64>,
+    digest: Digest<'static, u64, Table<16>>,
     len: u64,
 }
 

@@ -12,6 +12,7 @@ pub mod crc64;
 pub mod fs;
 pub mod fuse;
 pub mod logging;
+pub mod mount;
 pub mod object;
 pub mod prefetch;
 pub mod retry;

@@ -290,20 +290,14 @@ async fn symlinks_round_trip() {
     assert_eq!(e.attr.kind, FileType::Symlink);
     assert_eq!(e.attr.size, "../target file".len() as u64);
     // OSS gets the key the path resolves to (so SDK readers follow it); the text is kept in meta.
-    assert_eq!(
-        m.object("p/l").unwrap().symlink_target.as_deref(),
-        Some("target file")
-    );
+    assert_eq!(m.object("p/l").unwrap().symlink_target.as_deref(), Some("target file"));
     let fs2 = new_fs(m.clone(), "p/");
     assert_eq!(list(&fs2, ROOT).await.unwrap(), ["l"]);
     let l = fs2.lookup(ROOT, name("l")).await.unwrap();
     assert_eq!(l.attr.kind, FileType::Symlink);
     assert_eq!(fs2.readlink(l.attr.ino.0).await.unwrap(), b"../target file");
     fs2.rename(ROOT, name("l"), ROOT, name("l2"), 0).await.unwrap();
-    assert_eq!(
-        m.object("p/l2").unwrap().symlink_target.as_deref(),
-        Some("target file")
-    );
+    assert_eq!(m.object("p/l2").unwrap().symlink_target.as_deref(), Some("target file"));
     let l2 = fs2.lookup(ROOT, name("l2")).await.unwrap();
     assert_eq!(fs2.readlink(l2.attr.ino.0).await.unwrap(), b"../target file");
     // A link written by an SDK holds a full key: shown relative to the link's directory.

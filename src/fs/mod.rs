@@ -1045,7 +1045,12 @@ impl<C: ObjectClient> OssFs<C> {
         let key = self.key(&path, Kind::Symlink);
         let (oss_target, (meta_name, meta_value)) = symlink::to_oss(&key, target);
         meta.insert(meta_name, meta_value);
-        let params = PutSymlinkParams { key, target: oss_target, user_meta: meta, forbid_overwrite: false };
+        let params = PutSymlinkParams {
+            key,
+            target: oss_target,
+            user_meta: meta,
+            forbid_overwrite: false,
+        };
         let etag = self.client.put_symlink(params).await?;
         let mut stat = Stat::new(target.len() as u64, SystemTime::now(), Some(etag.clone()));
         stat.meta = attrs;

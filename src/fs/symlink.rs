@@ -23,12 +23,20 @@ use crate::object::UserMeta;
 pub const SYMLINK_PATH_META: &str = "symlink-path";
 
 /// Characters kept literal in the stored link text (header values must be plain ASCII).
-const META_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+const META_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
 
 /// The OSS target key for a link at `link_key` whose POSIX text is `path`, and the user
 /// metadata entry that preserves `path`.
 pub fn to_oss(link_key: &str, path: &str) -> (String, (String, String)) {
-    let meta = (SYMLINK_PATH_META.to_string(), utf8_percent_encode(path, META_ENCODE).to_string());
+    let meta = (
+        SYMLINK_PATH_META.to_string(),
+        utf8_percent_encode(path, META_ENCODE).to_string(),
+    );
     if path.starts_with('/') {
         return (path.to_string(), meta);
     }
@@ -52,7 +60,10 @@ pub fn to_posix(link_key: &str, target: &str, meta: &UserMeta) -> String {
 /// Recompute the OSS target for a link moved to `new_key`: links we made keep their text;
 /// others keep their target key (it names an object, not a path).
 pub fn retarget(new_key: &str, target: &str, meta: &UserMeta) -> String {
-    match meta.get(SYMLINK_PATH_META).and_then(|e| percent_decode_str(e).decode_utf8().ok()) {
+    match meta
+        .get(SYMLINK_PATH_META)
+        .and_then(|e| percent_decode_str(e).decode_utf8().ok())
+    {
         Some(text) => to_oss(new_key, &text).0,
         None => target.to_string(),
     }
