@@ -290,7 +290,14 @@ async fn errors_reach_every_waiter_and_are_not_cached() {
     assert_eq!(block0, 2, "{:?}", client.requests());
     assert_eq!(cache.stats().fetch.get_errors, 1);
 
-    // A precondition failure surfaces as such (the filesystem maps it to ESTALE).
+    // A precondition failure surfaces as such (the filesystem maps it to ESTALE). Let any
+    // read-ahead still in flight land first, so the injected failure hits this read's GET.
+    for _ in 0..200 {
+        if cache.stats().in_flight_bytes == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     client.fail_next(&[Failure::PreconditionFailed]);
     let c = cache.open(id, size);
     let CacheError::Client { source, .. } = c.read(3 * MIB, 10).await.unwrap_err();

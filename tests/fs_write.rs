@@ -489,7 +489,9 @@ async fn times_of_the_mount_root_can_be_set() {
 #[tokio::test]
 async fn open_readers_stay_pinned_unless_the_change_is_ours() {
     let m = mock();
-    m.add_object("f", MockObject::ramp(1, 100));
+    // Large enough that a far offset is not in the data cache after the first read.
+    const BIG: usize = 20 << 20;
+    m.add_object("f", MockObject::ramp(1, BIG));
     m.add_object("d/g", MockObject::ramp(2, 100));
     let mut cfg = config("");
     cfg.metadata_ttl = Some(std::time::Duration::ZERO);
@@ -497,10 +499,15 @@ async fn open_readers_stay_pinned_unless_the_change_is_ours() {
     let f = lookup_ino(&fs, ROOT, "f").await.unwrap();
     let o = fs.open(f, libc::O_RDONLY).await.unwrap();
     assert_eq!(&fs.read(f, o.fh, 0, 4).await.unwrap()[..], &ramp_bytes(1, 4)[..]);
-    // Another client replaces the object; a getattr learns the new ETag.
-    m.add_object("f", MockObject::ramp(9, 100));
+    // Another client replaces the object; a getattr learns the new ETag. Blocks of the old
+    // version already cached still read (the same version, never a mix); anything else
+    // fails with ESTALE.
+    m.add_object("f", MockObject::ramp(9, BIG));
     fs.getattr(f, None).await.unwrap();
-    assert_eq!(fs.read(f, o.fh, 4, 4).await.unwrap_err().errno(), libc::ESTALE);
+    assert_eq!(
+        fs.read(f, o.fh, (BIG - 8) as u64, 4).await.unwrap_err().errno(),
+        libc::ESTALE
+    );
     fs.release(f, o.fh).await.unwrap();
 
     // Our own renames move open readers along.

@@ -259,7 +259,8 @@ fn rsync_tar_git_and_editors_work_on_a_mock_mount() {
     assert!(mock.contains_key("mnt/repo/.git/HEAD"));
     assert_eq!(
         mock.object("mnt/mirror/link").unwrap().symlink_target.as_deref(),
-        Some("a")
+        Some("mnt/mirror/a"),
+        "OSS gets the key the link resolves to (doc/SEMANTICS.md)"
     );
     drop(m);
     assert!(mock.in_progress_uploads().is_empty());
