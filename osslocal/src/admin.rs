@@ -183,7 +183,11 @@ impl Faults {
         }
         let offset = chrono::Duration::seconds(cfg.time_offset_secs.unwrap_or(0));
         let expired_before = cfg.expire_tokens.unwrap_or(false).then(|| Utc::now() + offset);
-        *lock(&self.state) = FaultState { cfg, injected: 0, tokens_expired_before: expired_before };
+        *lock(&self.state) = FaultState {
+            cfg,
+            injected: 0,
+            tokens_expired_before: expired_before,
+        };
         Ok(())
     }
 
@@ -232,7 +236,12 @@ impl Faults {
         st.injected += 1;
         let status = st.cfg.error_status.unwrap_or(503);
         let code = intern(st.cfg.error_code.as_deref().unwrap_or("ServiceUnavailable"));
-        Some(OssError::new(status, code, "Injected fault: please retry later.", "0000-00000000"))
+        Some(OssError::new(
+            status,
+            code,
+            "Injected fault: please retry later.",
+            "0000-00000000",
+        ))
     }
 
     /// Byte offset at which to cut this GetObject body, if a reset is due.
@@ -247,6 +256,61 @@ impl Faults {
         }
         st.injected += 1;
         Some(st.cfg.reset_after_bytes.unwrap_or(DEFAULT_RESET_AFTER_BYTES))
+    }
+}
+
+/// Serve `/_osslocal/...` (loopback clients only).
+pub async fn handle_http(
+    app: &crate::server::App,
+    req: http::Request<hyper::body::Incoming>,
+    remote: std::net::SocketAddr,
+) -> http::Response<crate::server::RespBody> {
+    use http::{Method, StatusCode};
+    let reply = |status: StatusCode, body: serde_json::Value| {
+        http::Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(crate::server::full(body.to_string()))
+            .unwrap_or_else(|_| http::Response::new(crate::server::empty()))
+    };
+    if !remote.ip().is_loopback() {
+        return reply(
+            StatusCode::FORBIDDEN,
+            json!({"error": "the admin API answers only on loopback"}),
+        );
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    match (method, path.as_str()) {
+        (Method::GET, "/_osslocal/stats") => reply(StatusCode::OK, app.stats.to_json()),
+        (Method::POST, "/_osslocal/stats/reset") => {
+            app.stats.reset();
+            reply(StatusCode::OK, json!({"ok": true}))
+        }
+        (Method::POST, "/_osslocal/faults") => {
+            use http_body_util::BodyExt;
+            let body = match http_body_util::Limited::new(req.into_body(), crate::server::MAX_SMALL_BODY_BYTES)
+                .collect()
+                .await
+            {
+                Ok(c) => c.to_bytes(),
+                Err(e) => {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        json!({"error": format!("reading the body: {e}")}),
+                    );
+                }
+            };
+            match app.faults.set(&body) {
+                Ok(()) => reply(StatusCode::OK, json!({"ok": true})),
+                Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
+            }
+        }
+        (Method::POST, "/_osslocal/faults/clear") => {
+            app.faults.clear();
+            reply(StatusCode::OK, json!({"ok": true}))
+        }
+        _ => reply(StatusCode::NOT_FOUND, json!({"error": "unknown admin endpoint"})),
     }
 }
 
@@ -279,8 +343,10 @@ mod tests {
     #[test]
     fn faults_respect_ops_and_budget() {
         let f = Faults::default();
-        f.set(br#"{"error_rate":1.0,"error_status":500,"error_code":"InternalError","ops":["GetObject"],"max_faults":2}"#)
-            .unwrap();
+        f.set(
+            br#"{"error_rate":1.0,"error_status":500,"error_code":"InternalError","ops":["GetObject"],"max_faults":2}"#,
+        )
+        .unwrap();
         assert!(f.error_for("PutObject").is_none());
         let e = f.error_for("GetObject").unwrap();
         assert_eq!((e.status, e.code), (500, "InternalError"));
@@ -297,57 +363,11 @@ mod tests {
         assert!(f.set(br#"{"bogus": 1}"#).is_err());
         assert!(f.set(br#"{"ops": ["Nope"]}"#).is_err());
         assert!(f.set(b"{").is_err());
-        f.set(br#"{"reset_rate":1,"reset_after_bytes":10,"time_offset_secs":-60,"expire_tokens":true}"#).unwrap();
+        f.set(br#"{"reset_rate":1,"reset_after_bytes":10,"time_offset_secs":-60,"expire_tokens":true}"#)
+            .unwrap();
         assert_eq!(f.reset_for("GetObject"), Some(10));
         assert_eq!(f.reset_for("HeadObject"), None);
         assert_eq!(f.time_offset(), chrono::Duration::seconds(-60));
         assert!(f.tokens_expired_before().is_some());
-    }
-}
-
-/// Serve `/_osslocal/...` (loopback clients only).
-pub async fn handle_http(
-    app: &crate::server::App,
-    req: http::Request<hyper::body::Incoming>,
-    remote: std::net::SocketAddr,
-) -> http::Response<crate::server::RespBody> {
-    use http::{Method, StatusCode};
-    let reply = |status: StatusCode, body: serde_json::Value| {
-        http::Response::builder()
-            .status(status)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(crate::server::full(body.to_string()))
-            .unwrap_or_else(|_| http::Response::new(crate::server::empty()))
-    };
-    if !remote.ip().is_loopback() {
-        return reply(StatusCode::FORBIDDEN, json!({"error": "the admin API answers only on loopback"}));
-    }
-    let method = req.method().clone();
-    let path = req.uri().path().trim_end_matches('/').to_string();
-    match (method, path.as_str()) {
-        (Method::GET, "/_osslocal/stats") => reply(StatusCode::OK, app.stats.to_json()),
-        (Method::POST, "/_osslocal/stats/reset") => {
-            app.stats.reset();
-            reply(StatusCode::OK, json!({"ok": true}))
-        }
-        (Method::POST, "/_osslocal/faults") => {
-            use http_body_util::BodyExt;
-            let body = match http_body_util::Limited::new(req.into_body(), crate::server::MAX_SMALL_BODY_BYTES)
-                .collect()
-                .await
-            {
-                Ok(c) => c.to_bytes(),
-                Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"error": format!("reading the body: {e}")})),
-            };
-            match app.faults.set(&body) {
-                Ok(()) => reply(StatusCode::OK, json!({"ok": true})),
-                Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
-            }
-        }
-        (Method::POST, "/_osslocal/faults/clear") => {
-            app.faults.clear();
-            reply(StatusCode::OK, json!({"ok": true}))
-        }
-        _ => reply(StatusCode::NOT_FOUND, json!({"error": "unknown admin endpoint"})),
     }
 }

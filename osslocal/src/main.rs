@@ -24,7 +24,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-
+/// How long shutdown waits for in-flight blocking I/O.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Parser, Debug)]
 #[command(name = "osslocal", version, about = "A local OSS + STS server for testing ossmount")]
@@ -63,7 +64,9 @@ struct Cli {
 
 #[derive(Debug, thiserror::Error)]
 enum MainError {
-    #[error("invalid bucket name {0:?}: use 3-63 characters a-z, 0-9 and '-', starting and ending with a letter or digit")]
+    #[error(
+        "invalid bucket name {0:?}: use 3-63 characters a-z, 0-9 and '-', starting and ending with a letter or digit"
+    )]
     BucketName(String),
     #[error("--access-key must be AK:SK, got a value without ':'")]
     AccessKey,
@@ -89,12 +92,15 @@ enum MainError {
     },
     #[error("starting the runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    #[error("installing signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
 }
 
 fn valid_bucket(name: &str) -> bool {
     let b = name.as_bytes();
     (3..=63).contains(&b.len())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -104,16 +110,23 @@ fn parse_roles(specs: &[String]) -> Result<HashMap<String, sts::Role>, MainError
     for spec in specs {
         let (arn, policy) = match spec.split_once("=@") {
             Some((arn, file)) => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| MainError::Role { arn: arn.to_string(), reason: format!("reading {file}: {e}") })?;
-                let p = policy::Policy::parse(&text)
-                    .map_err(|reason| MainError::Role { arn: arn.to_string(), reason: format!("policy {file}: {reason}") })?;
+                let text = std::fs::read_to_string(file).map_err(|e| MainError::Role {
+                    arn: arn.to_string(),
+                    reason: format!("reading {file}: {e}"),
+                })?;
+                let p = policy::Policy::parse(&text).map_err(|reason| MainError::Role {
+                    arn: arn.to_string(),
+                    reason: format!("policy {file}: {reason}"),
+                })?;
                 (arn.to_string(), Some(p))
             }
             None => (spec.clone(), None),
         };
         if !arn.starts_with("acs:ram::") || !arn.contains(":role/") {
-            return Err(MainError::Role { arn, reason: "expected acs:ram::<account>:role/<name>".into() });
+            return Err(MainError::Role {
+                arn,
+                reason: "expected acs:ram::<account>:role/<name>".into(),
+            });
         }
         let mut role = sts::Role::new(arn.clone());
         role.policy = policy;
@@ -123,23 +136,26 @@ fn parse_roles(specs: &[String]) -> Result<HashMap<String, sts::Role>, MainError
 }
 
 fn write_ready_file(path: &Path, addr: &str) -> Result<(), MainError> {
-    let err = |source| MainError::ReadyFile { path: path.to_path_buf(), source };
+    let err = |source| MainError::ReadyFile {
+        path: path.to_path_buf(),
+        source,
+    };
     let tmp = path.with_extension("tmp-osslocal");
     std::fs::write(&tmp, format!("{addr}\n")).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-async fn shutdown_signal() {
+/// Resolves on the first SIGTERM or SIGINT; the handlers are installed when this is called.
+fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        _ => std::future::pending::<()>().await,
-    }
+    })
 }
 
 fn run(cli: Cli) -> Result<(), MainError> {
@@ -153,15 +169,23 @@ fn run(cli: Cli) -> Result<(), MainError> {
         let (ak, sk) = spec.split_once(':').ok_or(MainError::AccessKey)?;
         keys.insert(ak.to_string(), sk.to_string());
     }
-    std::fs::create_dir_all(&cli.data_dir)
-        .map_err(|source| MainError::DataDir { path: cli.data_dir.clone(), source })?;
+    std::fs::create_dir_all(&cli.data_dir).map_err(|source| MainError::DataDir {
+        path: cli.data_dir.clone(),
+        source,
+    })?;
     let storage = storage::Storage::open(&cli.data_dir, &cli.buckets)?;
     let oidc_providers = cli
         .oidc_providers
         .iter()
         .map(|s| match s.split_once('=') {
-            Some((arn, issuer)) => sts::OidcProvider { arn: arn.to_string(), issuer: Some(issuer.to_string()) },
-            None => sts::OidcProvider { arn: s.clone(), issuer: None },
+            Some((arn, issuer)) => sts::OidcProvider {
+                arn: arn.to_string(),
+                issuer: Some(issuer.to_string()),
+            },
+            None => sts::OidcProvider {
+                arn: s.clone(),
+                issuer: None,
+            },
         })
         .collect();
     let mut sts_state = sts::StsState::new(keys.clone(), sts::StsState::load_or_create_token_key(&cli.data_dir)?);
@@ -170,37 +194,46 @@ fn run(cli: Cli) -> Result<(), MainError> {
     sts_state.min_duration = cli.min_duration;
     sts_state.account_id = server::ACCOUNT_ID.to_string();
     let sts_state = Arc::new(sts_state);
-    let auth_cfg = auth::AuthConfig { keys, anonymous: cli.anonymous, region: cli.region.clone(), sts: sts_state };
+    let auth_cfg = auth::AuthConfig {
+        keys,
+        anonymous: cli.anonymous,
+        region: cli.region.clone(),
+        sts: sts_state,
+    };
     let app = Arc::new(server::App::new(storage, auth_cfg, cli.region.clone()));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(MainError::Runtime)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(MainError::Runtime)?;
     rt.block_on(async move {
-        let mut ready_err = None;
+        // Install the handlers before announcing readiness, so an early SIGTERM is clean.
+        let signals = shutdown_signals().map_err(MainError::Signals)?;
         let ready_file = cli.ready_file.clone();
         server::serve(
             app,
             &cli.listen,
             |addr| {
                 let addr = addr.to_string();
+                // Ready file first: whoever read the stdout line may look for it at once.
+                if let Some(p) = &ready_file {
+                    write_ready_file(p, &addr).map_err(|e| e.to_string())?;
+                }
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{addr}");
                 let _ = out.flush();
-                if let Some(p) = &ready_file
-                    && let Err(e) = write_ready_file(p, &addr)
-                {
-                    ready_err = Some(e);
-                }
+                Ok(())
             },
             async {
-                shutdown_signal().await;
+                signals.await;
                 tracing::info!("shutting down");
             },
         )
         .await?;
-        match ready_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    })
+        Ok::<(), MainError>(())
+    })?;
+    // Give blocking writers/readers a moment to notice their peers are gone.
+    rt.shutdown_timeout(SHUTDOWN_GRACE);
+    Ok(())
 }
 
 fn main() {

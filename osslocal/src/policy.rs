@@ -77,7 +77,8 @@ impl Policy {
         &self.source
     }
 
-    /// The parsed statements.
+    /// The parsed statements (tests inspect them; evaluation goes through [`authorize`]).
+    #[cfg(test)]
     pub fn statements(&self) -> &[Statement] {
         &self.statements
     }

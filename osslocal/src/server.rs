@@ -19,8 +19,8 @@ use tokio::net::TcpListener;
 use crate::admin::{Faults, Stats};
 use crate::error::OssError;
 use crate::ops;
-use crate::{auth, sts};
 use crate::storage::Storage;
+use crate::{auth, sts};
 
 pub type RespBody = BoxBody<Bytes, std::io::Error>;
 
@@ -31,6 +31,8 @@ pub const ACCOUNT_ID: &str = "1234567890123456";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error("announcing readiness: {0}")]
+    Ready(String),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: String,
@@ -107,39 +109,54 @@ pub fn parse_query(raw: &str) -> Vec<(String, String)> {
 /// Render an OSS error (§5.1). HEAD answers carry the XML base64-encoded in `x-oss-err`.
 pub fn error_response(err: &OssError, request_id: &str, host_id: &str, head: bool) -> Response<RespBody> {
     let mut w = crate::xml::XmlWriter::new("Error");
-    w.elem("Code", err.code).elem("Message", &err.message).elem("RequestId", request_id).elem("HostId", host_id);
+    w.elem("Code", err.code)
+        .elem("Message", &err.message)
+        .elem("RequestId", request_id)
+        .elem("HostId", host_id);
     for (name, value) in &err.extra {
         w.elem(name, value);
     }
-    w.elem("EC", err.ec).elem("RecommendDoc", &format!("https://api.aliyun.com/troubleshoot?q={}", err.ec));
+    w.elem("EC", err.ec).elem(
+        "RecommendDoc",
+        &format!("https://api.aliyun.com/troubleshoot?q={}", err.ec),
+    );
     let xml = w.finish();
     let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = Response::builder().status(status).header(header::CONTENT_TYPE, "application/xml");
+    let mut resp = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/xml");
     if let Ok(v) = HeaderValue::from_str(err.ec) {
         resp = resp.header("x-oss-ec", v);
     }
     let resp = if head {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD.encode(xml.as_bytes());
-        resp.header("x-oss-err", b64).header(header::CONTENT_LENGTH, 0).body(empty())
+        resp.header("x-oss-err", b64)
+            .header(header::CONTENT_LENGTH, 0)
+            .body(empty())
     } else {
         resp.body(full(xml))
     };
     resp.unwrap_or_else(|_| Response::new(empty()))
 }
 
-/// Bind and serve until `shutdown` resolves. Prints nothing; returns the bound address via
-/// `on_bound` before accepting.
+/// Bind and serve until `shutdown` resolves. Reports the bound address to `on_bound` before
+/// accepting; an error from it stops the server.
 pub async fn serve(
     app: Arc<App>,
     listen: &str,
-    on_bound: impl FnOnce(SocketAddr),
+    on_bound: impl FnOnce(SocketAddr) -> Result<(), String>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let listener =
-        TcpListener::bind(listen).await.map_err(|source| ServerError::Bind { addr: listen.to_string(), source })?;
-    let local = listener.local_addr().map_err(|source| ServerError::Bind { addr: listen.to_string(), source })?;
-    on_bound(local);
+    let listener = TcpListener::bind(listen).await.map_err(|source| ServerError::Bind {
+        addr: listen.to_string(),
+        source,
+    })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: listen.to_string(),
+        source,
+    })?;
+    on_bound(local).map_err(ServerError::Ready)?;
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -163,6 +180,7 @@ pub async fn serve(
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
+                .half_close(true)
                 .max_buf_size(1024 * 1024)
                 .serve_connection(TokioIo::new(stream), svc);
             if let Err(e) = conn.await {
@@ -190,7 +208,9 @@ fn host_of(req: &Request<Incoming>) -> String {
 /// Resolve addressing. Virtual-hosted: the first label of `Host` names a configured bucket
 /// and more labels follow. Otherwise path-style. Keys must be UTF-8.
 fn resolve_target(app: &App, host: &str, raw_path: &str) -> Result<Target, OssError> {
-    let host_no_port = host.rsplit_once(':').map(|(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+    let host_no_port = host
+        .rsplit_once(':')
+        .map(|(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
     let host_no_port = host_no_port.unwrap_or(host);
     let decode_key = |raw: &str| -> Result<Option<String>, OssError> {
         if raw.is_empty() {
@@ -205,14 +225,23 @@ fn resolve_target(app: &App, host: &str, raw_path: &str) -> Result<Target, OssEr
         && !rest.is_empty()
         && app.storage.bucket(label).is_some()
     {
-        return Ok(Target { bucket: Some(label.to_string()), key: decode_key(path)? });
+        return Ok(Target {
+            bucket: Some(label.to_string()),
+            key: decode_key(path)?,
+        });
     }
     if path.is_empty() {
-        return Ok(Target { bucket: None, key: None });
+        return Ok(Target {
+            bucket: None,
+            key: None,
+        });
     }
     let (b, k) = path.split_once('/').unwrap_or((path, ""));
     let bucket = String::from_utf8_lossy(&percent_decode(b)).into_owned();
-    Ok(Target { bucket: Some(bucket), key: decode_key(k)? })
+    Ok(Target {
+        bucket: Some(bucket),
+        key: decode_key(k)?,
+    })
 }
 
 fn finish(app: &App, mut resp: Response<RespBody>, request_id: &str) -> Response<RespBody> {
@@ -240,9 +269,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Re
         Ok(r) => r,
         Err(e) => {
             app.stats.error(e.code);
-            if e.status >= 500 {
-                tracing::warn!(code = e.code, message = %e.message, "request failed");
-            }
+            tracing::debug!(code = e.code, status = e.status, "error answer");
             error_response(&e, &request_id, &host, head)
         }
     };
@@ -270,11 +297,21 @@ pub async fn read_small_body(app: &App, body: Incoming) -> Result<Bytes, OssErro
             "Your proposed upload exceeds the maximum allowed size.",
             "0016-00000016",
         )),
-        Err(_) => Err(OssError::new(400, "IncompleteBody", "The request body is incomplete.", "0016-00000017")),
+        Err(_) => Err(OssError::new(
+            400,
+            "IncompleteBody",
+            "The request body is incomplete.",
+            "0016-00000017",
+        )),
     }
 }
 
-async fn route(app: &Arc<App>, req: Request<Incoming>, request_id: &str, host: &str) -> Result<Response<RespBody>, OssError> {
+async fn route(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    request_id: &str,
+    host: &str,
+) -> Result<Response<RespBody>, OssError> {
     let raw_query = req.uri().query().unwrap_or("").to_string();
     let query = parse_query(&raw_query);
     let raw_path = req.uri().path().to_string();
@@ -298,7 +335,11 @@ async fn handle_sts(
         let body = read_small_body(app, req.into_body()).await?;
         params.extend(parse_query(&String::from_utf8_lossy(&body)));
     }
-    let action = params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()).unwrap_or_default();
+    let action = params
+        .iter()
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     app.stats.sts(&action);
     let answer = if app.faults.sts_outage() {
         sts::StsAnswer {
@@ -367,7 +408,9 @@ mod tests {
         assert_eq!(r.status(), 404);
         assert_eq!(r.headers()["x-oss-ec"], "0026-00000001");
         use base64::Engine as _;
-        let xml = base64::engine::general_purpose::STANDARD.decode(r.headers()["x-oss-err"].as_bytes()).unwrap();
+        let xml = base64::engine::general_purpose::STANDARD
+            .decode(r.headers()["x-oss-err"].as_bytes())
+            .unwrap();
         let xml = String::from_utf8(xml).unwrap();
         assert!(xml.contains("<Code>NoSuchKey</Code>"));
         assert!(xml.contains("<Key>a&lt;b</Key>"));

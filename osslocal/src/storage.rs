@@ -61,6 +61,8 @@ pub enum StorageError {
     Truncated { got: u64, expected: u64 },
     #[error("request body is longer than the declared {expected} bytes")]
     TooLong { expected: u64 },
+    #[error("chunked request body exceeds {limit} bytes")]
+    Oversized { limit: u64 },
     #[error("reading the request body failed: {0}")]
     Body(String),
     #[error("object already exists")]
@@ -131,7 +133,9 @@ pub struct ObjectMeta {
 
 impl ObjectMeta {
     pub fn last_modified(&self) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(self.last_modified_ms).single().unwrap_or_else(Utc::now)
+        Utc.timestamp_millis_opt(self.last_modified_ms)
+            .single()
+            .unwrap_or_else(Utc::now)
     }
 }
 
@@ -176,19 +180,29 @@ impl Drop for TempFile {
 
 /// MD5 + CRC-64 accumulated over a byte stream.
 struct Hashers {
-    md5: Md5,
+    /// None when MD5 is not needed or computed on another thread.
+    md5: Option<Md5>,
     crc: crc::Digest<'static, u64, Table<16>>,
     size: u64,
 }
 
 impl Hashers {
-    fn new() -> Self {
-        Hashers { md5: Md5::new(), crc: CRC64.digest(), size: 0 }
+    fn new(with_md5: bool) -> Self {
+        Hashers {
+            md5: with_md5.then(Md5::new),
+            crc: CRC64.digest(),
+            size: 0,
+        }
     }
     fn update(&mut self, data: &[u8]) {
-        self.md5.update(data);
+        if let Some(m) = &mut self.md5 {
+            m.update(data);
+        }
         self.crc.update(data);
         self.size += data.len() as u64;
+    }
+    fn finish(self) -> (Option<[u8; 16]>, u64, u64) {
+        (self.md5.map(|m| m.finalize().into()), self.crc.finalize(), self.size)
     }
 }
 
@@ -198,6 +212,15 @@ pub fn crc64_continue(crc: u64, data: &[u8]) -> u64 {
     let mut d = CRC64.digest_with_initial((crc ^ u64::MAX).reverse_bits());
     d.update(data);
     d.finalize()
+}
+
+/// How long a request body must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyLen {
+    /// `Content-Length`: exactly this many bytes.
+    Exact(u64),
+    /// Chunked transfer encoding: anything up to this many bytes.
+    AtMost(u64),
 }
 
 /// Where a write's first bytes come from before the streamed body (appends, copies).
@@ -248,6 +271,9 @@ impl Upload {
     }
 }
 
+/// An object version and its opened data file (None for symlinks).
+pub type Opened = (Arc<ObjectMeta>, Option<File>);
+
 pub struct Bucket {
     pub name: String,
     pub created: DateTime<Utc>,
@@ -290,8 +316,13 @@ fn now_ms() -> i64 {
 
 fn write_json_atomic<T: Serialize>(dir: &Path, tmp_dir: &Path, name: &str, value: &T) -> Result<(), StorageError> {
     let tmp = tmp_dir.join(uuid::Uuid::new_v4().simple().to_string());
-    let data = serde_json::to_vec(value).map_err(|source| StorageError::Json { context: format!("encoding {name}"), source })?;
-    let guard = TempFile { path: Some(tmp.clone()) };
+    let data = serde_json::to_vec(value).map_err(|source| StorageError::Json {
+        context: format!("encoding {name}"),
+        source,
+    })?;
+    let guard = TempFile {
+        path: Some(tmp.clone()),
+    };
     let mut f = File::create(&tmp).map_err(io_err("creating a sidecar temp file"))?;
     f.write_all(&data).map_err(io_err("writing a sidecar"))?;
     f.sync_all().map_err(io_err("syncing a sidecar"))?;
@@ -315,10 +346,12 @@ impl Bucket {
 
     /// Current version of `key` with its data file opened (None for symlinks' file).
     /// Retries when a concurrent writer replaced the version between lookup and open.
-    pub fn open(&self, key: &str) -> Result<Option<(Arc<ObjectMeta>, Option<File>)>, StorageError> {
+    pub fn open(&self, key: &str) -> Result<Option<Opened>, StorageError> {
         for _ in 0..OPEN_RETRIES {
             let Some(meta) = self.get(key) else { return Ok(None) };
-            let Some(path) = self.data_path(&meta) else { return Ok(Some((meta, None))) };
+            let Some(path) = self.data_path(&meta) else {
+                return Ok(Some((meta, None)));
+            };
             match File::open(&path) {
                 Ok(f) => return Ok(Some((meta, Some(f)))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -358,10 +391,14 @@ impl Bucket {
         };
         // Sidecar written and synced outside the lock; only the rename is inside.
         let tmp_meta = tmp_dir.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
-        let tmp_guard = TempFile { path: Some(tmp_meta.clone()) };
+        let tmp_guard = TempFile {
+            path: Some(tmp_meta.clone()),
+        };
         let res = (|| {
-            let bytes = serde_json::to_vec(&meta)
-                .map_err(|source| StorageError::Json { context: "encoding object metadata".into(), source })?;
+            let bytes = serde_json::to_vec(&meta).map_err(|source| StorageError::Json {
+                context: "encoding object metadata".into(),
+                source,
+            })?;
             let mut f = File::create(&tmp_meta).map_err(io_err("creating a sidecar"))?;
             f.write_all(&bytes).map_err(io_err("writing a sidecar"))?;
             f.sync_all().map_err(io_err("syncing a sidecar"))
@@ -385,7 +422,10 @@ impl Bucket {
                     let length = cur.map(|m| m.size).unwrap_or(0);
                     drop(index);
                     cleanup(&new_data_path);
-                    return Err(StorageError::Position { position: u64::MAX, length });
+                    return Err(StorageError::Position {
+                        position: u64::MAX,
+                        length,
+                    });
                 }
             }
             if let Err(e) = tmp_guard.persist(&self.meta_dir().join(format!("{hash}.json"))) {
@@ -442,7 +482,13 @@ impl Bucket {
                 let cp = &after[..prefix.len() + pos + delimiter.len()];
                 match prefix_successor(cp.as_bytes()) {
                     Some(s) => start = Bound::Included(s),
-                    None => return ListPage { entries: vec![], truncated: false, last: None },
+                    None => {
+                        return ListPage {
+                            entries: vec![],
+                            truncated: false,
+                            last: None,
+                        };
+                    }
                 }
             }
         }
@@ -453,10 +499,18 @@ impl Bucket {
             let mut next_cursor = None;
             for (k, meta) in index.range((cursor.clone(), Bound::Unbounded)) {
                 if !k.starts_with(prefix.as_bytes()) {
-                    return ListPage { entries, truncated: false, last };
+                    return ListPage {
+                        entries,
+                        truncated: false,
+                        last,
+                    };
                 }
                 if entries.len() >= max {
-                    return ListPage { entries, truncated: true, last };
+                    return ListPage {
+                        entries,
+                        truncated: true,
+                        last,
+                    };
                 }
                 let rest = &meta.key[prefix.len()..];
                 if !delimiter.is_empty()
@@ -468,7 +522,13 @@ impl Bucket {
                     entries.push(ListEntry::Prefix(cp));
                     match succ {
                         Some(s) => next_cursor = Some(Bound::Included(s)),
-                        None => return ListPage { entries, truncated: false, last },
+                        None => {
+                            return ListPage {
+                                entries,
+                                truncated: false,
+                                last,
+                            };
+                        }
                     }
                     break;
                 }
@@ -477,7 +537,13 @@ impl Bucket {
             }
             match next_cursor {
                 Some(c) => cursor = c,
-                None => return ListPage { entries, truncated: false, last },
+                None => {
+                    return ListPage {
+                        entries,
+                        truncated: false,
+                        last,
+                    };
+                }
             }
         }
     }
@@ -518,7 +584,12 @@ impl Storage {
                 .and_then(|m| m.modified())
                 .map(DateTime::<Utc>::from)
                 .unwrap_or_else(|_| Utc::now());
-            let bucket = Bucket { name: name.clone(), created, dir, index: Mutex::new(BTreeMap::new()) };
+            let bucket = Bucket {
+                name: name.clone(),
+                created,
+                dir,
+                index: Mutex::new(BTreeMap::new()),
+            };
             bucket.rebuild()?;
             buckets.insert(name.clone(), Arc::new(bucket));
         }
@@ -548,14 +619,35 @@ impl Storage {
 
     /// Stream `body` (optionally preceded by a byte range of an existing file) into a synced
     /// temp file, hashing on a blocking thread. `expected`: the exact body length required.
-    pub async fn ingest<S>(&self, prefix: Option<FileRange>, mut body: S, expected: u64) -> Result<Written, StorageError>
+    pub async fn ingest<S>(
+        &self,
+        prefix: Option<FileRange>,
+        mut body: S,
+        expected: BodyLen,
+    ) -> Result<Written, StorageError>
     where
         S: futures::Stream<Item = Result<Bytes, String>> + Unpin,
     {
         use futures::StreamExt;
         let (temp, file) = self.new_temp()?;
         let (tx, rx) = mpsc::channel::<Bytes>(WRITER_QUEUE_CHUNKS);
-        let writer = tokio::task::spawn_blocking(move || write_loop(file, prefix, rx));
+        // Without a prefix, MD5 (the slowest hash, ~650 MB/s) runs on its own thread in
+        // parallel with CRC + write; with a prefix it must see the prefix first.
+        let (md5_tx, md5_task) = if prefix.is_none() {
+            let (mtx, mut mrx) = mpsc::channel::<Bytes>(WRITER_QUEUE_CHUNKS);
+            let task = tokio::task::spawn_blocking(move || {
+                let mut h = Md5::new();
+                while let Some(c) = mrx.blocking_recv() {
+                    h.update(&c);
+                }
+                <[u8; 16]>::from(h.finalize())
+            });
+            (Some(mtx), Some(task))
+        } else {
+            (None, None)
+        };
+        let md5_in_writer = md5_tx.is_none();
+        let writer = tokio::task::spawn_blocking(move || write_loop(file, prefix, rx, md5_in_writer));
         let mut got: u64 = 0;
         let mut buf = BytesMut::with_capacity(IO_CHUNK_BYTES);
         let mut failure = None;
@@ -563,14 +655,24 @@ impl Storage {
             match item {
                 Ok(chunk) => {
                     got += chunk.len() as u64;
-                    if got > expected {
-                        failure = Some(StorageError::TooLong { expected });
-                        break;
+                    match expected {
+                        BodyLen::Exact(n) if got > n => {
+                            failure = Some(StorageError::TooLong { expected: n });
+                            break;
+                        }
+                        BodyLen::AtMost(limit) if got > limit => {
+                            failure = Some(StorageError::Oversized { limit });
+                            break;
+                        }
+                        _ => {}
                     }
                     buf.extend_from_slice(&chunk);
                     if buf.len() >= IO_CHUNK_BYTES {
                         let full = buf.split().freeze();
                         buf.reserve(IO_CHUNK_BYTES);
+                        if let Some(m) = &md5_tx {
+                            let _ = m.send(full.clone()).await;
+                        }
                         if tx.send(full).await.is_err() {
                             break; // writer failed; its error is reported below
                         }
@@ -583,36 +685,53 @@ impl Storage {
             }
         }
         if failure.is_none() && !buf.is_empty() {
-            let _ = tx.send(buf.freeze()).await;
+            let last = buf.freeze();
+            if let Some(m) = &md5_tx {
+                let _ = m.send(last.clone()).await;
+            }
+            let _ = tx.send(last).await;
         }
         drop(tx);
+        drop(md5_tx);
         let written = writer.await.map_err(|e| StorageError::Join(e.to_string()))?;
+        let md5_separate = match md5_task {
+            Some(t) => Some(t.await.map_err(|e| StorageError::Join(e.to_string()))?),
+            None => None,
+        };
         if let Some(f) = failure {
             return Err(f);
         }
         let (md5, crc64, size) = written?;
-        if got < expected {
+        let md5 = md5.or(md5_separate).unwrap_or_default();
+        if let BodyLen::Exact(expected) = expected
+            && got < expected
+        {
             return Err(StorageError::Truncated { got, expected });
         }
         Ok(Written { temp, size, md5, crc64 })
     }
 
     /// Copy byte ranges of existing files into a synced temp file (CopyObject, UploadPartCopy,
-    /// CompleteMultipartUpload).
-    pub async fn copy_ranges(&self, ranges: Vec<FileRange>) -> Result<Written, StorageError> {
+    /// CompleteMultipartUpload). `with_md5: false` leaves `Written::md5` zero.
+    pub async fn copy_ranges(&self, ranges: Vec<FileRange>, with_md5: bool) -> Result<Written, StorageError> {
         let (temp, mut file) = self.new_temp()?;
         let res = tokio::task::spawn_blocking(move || {
-            let mut h = Hashers::new();
+            let mut h = Hashers::new(with_md5);
             for mut r in ranges {
                 copy_range(&mut file, &mut r, &mut h)?;
             }
             file.sync_all().map_err(io_err("syncing a temp file"))?;
-            Ok::<_, StorageError>((h.md5.finalize().into(), h.crc.finalize(), h.size))
+            Ok::<_, StorageError>(h.finish())
         })
         .await
         .map_err(|e| StorageError::Join(e.to_string()))?;
         let (md5, crc64, size) = res?;
-        Ok(Written { temp, size, md5, crc64 })
+        Ok(Written {
+            temp,
+            size,
+            md5: md5.unwrap_or_default(),
+            crc64,
+        })
     }
 
     pub fn commit(
@@ -628,11 +747,11 @@ impl Storage {
     /// AppendObject: `position` must equal the current length (0 creates the object).
     pub async fn append<S>(
         &self,
-        bucket: &Bucket,
+        bucket: &Arc<Bucket>,
         key: &str,
         position: u64,
         body: S,
-        expected: u64,
+        expected: BodyLen,
         meta: WriteMeta,
     ) -> Result<Arc<ObjectMeta>, StorageError>
     where
@@ -650,11 +769,23 @@ impl Storage {
             Some(m) if m.object_type != ObjectType::Appendable => return Err(StorageError::NotAppendable),
             Some(m) => {
                 if position != m.size {
-                    return Err(StorageError::Position { position, length: m.size });
+                    return Err(StorageError::Position {
+                        position,
+                        length: m.size,
+                    });
                 }
                 let prefix = match bucket.open(key)? {
-                    Some((opened, Some(file))) if opened.etag == m.etag => Some(FileRange { file, offset: 0, len: m.size }),
-                    _ => return Err(StorageError::Position { position, length: m.size }),
+                    Some((opened, Some(file))) if opened.etag == m.etag => Some(FileRange {
+                        file,
+                        offset: 0,
+                        len: m.size,
+                    }),
+                    _ => {
+                        return Err(StorageError::Position {
+                            position,
+                            length: m.size,
+                        });
+                    }
                 };
                 (prefix, m.meta.clone(), Some(m.etag.clone()))
             }
@@ -672,7 +803,12 @@ impl Storage {
             data_file: None,
         };
         // A PutObject/Delete that raced with this append wins: refuse to publish over it.
-        bucket.commit(&self.tmp_dir, meta, Some(w.temp), false, Some(&expect)).map_err(|e| match e {
+        let (b, tmp_dir) = (bucket.clone(), self.tmp_dir.clone());
+        let committed =
+            tokio::task::spawn_blocking(move || b.commit(&tmp_dir, meta, Some(w.temp), false, Some(&expect)))
+                .await
+                .map_err(|e| StorageError::Join(e.to_string()))?;
+        committed.map_err(|e| match e {
             StorageError::Position { length, .. } => match bucket.get(key) {
                 Some(m) if m.object_type != ObjectType::Appendable => StorageError::NotAppendable,
                 _ => StorageError::Position { position, length },
@@ -687,27 +823,46 @@ impl Storage {
         let id = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
         let dir = self.uploads_dir.join(&id);
         std::fs::create_dir_all(&dir).map_err(io_err("creating an upload dir"))?;
-        let info = UploadInfo { id: id.clone(), bucket: bucket.into(), key: key.into(), initiated_ms: now_ms(), meta };
+        let info = UploadInfo {
+            id: id.clone(),
+            bucket: bucket.into(),
+            key: key.into(),
+            initiated_ms: now_ms(),
+            meta,
+        };
         write_json_atomic(&dir, &self.tmp_dir, "upload.json", &info)?;
-        let up = Arc::new(Upload { info, dir, parts: Mutex::new(BTreeMap::new()) });
+        let up = Arc::new(Upload {
+            info,
+            dir,
+            parts: Mutex::new(BTreeMap::new()),
+        });
         lock(&self.uploads).insert(id, up.clone());
         Ok(up)
     }
 
     /// The upload `id` if it belongs to `bucket`/`key`.
     pub fn upload(&self, bucket: &str, key: &str, id: &str) -> Option<Arc<Upload>> {
-        lock(&self.uploads).get(id).filter(|u| u.info.bucket == bucket && u.info.key == key).cloned()
+        lock(&self.uploads)
+            .get(id)
+            .filter(|u| u.info.bucket == bucket && u.info.key == key)
+            .cloned()
     }
 
     pub fn uploads_of(&self, bucket: &str) -> Vec<Arc<Upload>> {
-        let mut v: Vec<_> = lock(&self.uploads).values().filter(|u| u.info.bucket == bucket).cloned().collect();
+        let mut v: Vec<_> = lock(&self.uploads)
+            .values()
+            .filter(|u| u.info.bucket == bucket)
+            .cloned()
+            .collect();
         v.sort_by(|a, b| (a.info.key.as_str(), a.info.id.as_str()).cmp(&(b.info.key.as_str(), b.info.id.as_str())));
         v
     }
 
     pub fn put_part(&self, up: &Upload, number: u32, w: Written) -> Result<PartInfo, StorageError> {
         let file = format!("part-{number}.{}", uuid::Uuid::new_v4().simple());
-        w.temp.persist(&up.dir.join(&file)).map_err(io_err("moving a part into place"))?;
+        w.temp
+            .persist(&up.dir.join(&file))
+            .map_err(io_err("moving a part into place"))?;
         let info = PartInfo {
             number,
             size: w.size,
@@ -751,7 +906,9 @@ impl Storage {
     }
 
     fn load_uploads(&self) {
-        let Ok(rd) = std::fs::read_dir(&self.uploads_dir) else { return };
+        let Ok(rd) = std::fs::read_dir(&self.uploads_dir) else {
+            return;
+        };
         let mut map = lock(&self.uploads);
         for entry in rd.flatten() {
             let dir = entry.path();
@@ -759,7 +916,9 @@ impl Storage {
                 let _ = std::fs::remove_dir_all(&dir);
                 continue;
             };
-            let Ok(info) = serde_json::from_slice::<UploadInfo>(&bytes) else { continue };
+            let Ok(info) = serde_json::from_slice::<UploadInfo>(&bytes) else {
+                continue;
+            };
             if !self.buckets.contains_key(&info.bucket) {
                 continue;
             }
@@ -778,7 +937,14 @@ impl Storage {
                 }
             }
             let id = info.id.clone();
-            map.insert(id, Arc::new(Upload { info, dir, parts: Mutex::new(parts) }));
+            map.insert(
+                id,
+                Arc::new(Upload {
+                    info,
+                    dir,
+                    parts: Mutex::new(parts),
+                }),
+            );
         }
     }
 }
@@ -791,7 +957,11 @@ impl Bucket {
             let path = entry.path();
             let Ok(bytes) = std::fs::read(&path) else { continue };
             match serde_json::from_slice::<ObjectMeta>(&bytes) {
-                Ok(m) if path.file_stem().is_some_and(|s| s.to_string_lossy() == key_hash(&m.key)) => {
+                Ok(m)
+                    if path
+                        .file_stem()
+                        .is_some_and(|s| s.to_string_lossy() == key_hash(&m.key)) =>
+                {
                     index.insert(m.key.as_bytes().to_vec(), Arc::new(m));
                 }
                 _ => tracing::warn!(path = %path.display(), "ignoring an unreadable sidecar"),
@@ -813,7 +983,8 @@ impl Bucket {
 
 fn copy_range(out: &mut File, r: &mut FileRange, h: &mut Hashers) -> Result<(), StorageError> {
     let src = &mut r.file;
-    src.seek(SeekFrom::Start(r.offset)).map_err(io_err("seeking a copy source"))?;
+    src.seek(SeekFrom::Start(r.offset))
+        .map_err(io_err("seeking a copy source"))?;
     let mut buf = vec![0u8; IO_CHUNK_BYTES];
     let mut left = r.len;
     while left > 0 {
@@ -836,8 +1007,9 @@ fn write_loop(
     mut file: File,
     prefix: Option<FileRange>,
     mut rx: mpsc::Receiver<Bytes>,
-) -> Result<([u8; 16], u64, u64), StorageError> {
-    let mut h = Hashers::new();
+    with_md5: bool,
+) -> Result<(Option<[u8; 16]>, u64, u64), StorageError> {
+    let mut h = Hashers::new(with_md5);
     if let Some(mut p) = prefix {
         copy_range(&mut file, &mut p, &mut h)?;
     }
@@ -846,7 +1018,7 @@ fn write_loop(
         file.write_all(&chunk).map_err(io_err("writing a temp file"))?;
     }
     file.sync_all().map_err(io_err("syncing a temp file"))?;
-    Ok((h.md5.finalize().into(), h.crc.finalize(), h.size))
+    Ok(h.finish())
 }
 
 /// Read `len` bytes from `offset` of `file` on a blocking thread, delivering chunks through

@@ -306,34 +306,55 @@ pub fn verify_token(token: &str, state: &StsState, now: DateTime<Utc>) -> Result
 
 /// Serve one STS RPC call. `params` = decoded union of query and (POST) form parameters.
 pub fn handle(method: &str, params: &[(String, String)], state: &StsState, now: DateTime<Utc>) -> StsAnswer {
-    let xml = param(params, "Format").is_some_and(|f| f.eq_ignore_ascii_case("XML"));
-    let request_id = uuid::Uuid::new_v4().to_string().to_ascii_uppercase();
     match dispatch(method, params, state, now) {
         Ok((root, mut body)) => {
-            body.insert("RequestId".into(), Value::String(request_id));
-            render(200, root, body, xml)
+            body.insert("RequestId".into(), Value::String(new_request_id()));
+            render(200, root, body, wants_xml(params))
         }
-        Err(StsError::Api { status, code, message }) => {
-            let mut body = Map::new();
-            body.insert("RequestId".into(), Value::String(request_id));
-            body.insert("HostId".into(), Value::String(HOST_ID.into()));
-            body.insert("Code".into(), Value::String(code.into()));
-            body.insert("Message".into(), Value::String(message));
-            body.insert(
-                "Recommend".into(),
-                Value::String(format!("https://api.aliyun.com/troubleshoot?q={code}&product=Sts")),
-            );
-            render(status, "Error", body, xml)
-        }
-        Err(other) => render_internal(&other, xml),
+        Err(StsError::Api { status, code, message }) => error_answer(params, status, code, &message),
+        Err(other) => error_answer(params, 500, "InternalError", &other.to_string()),
     }
 }
 
-fn render_internal(err: &StsError, xml: bool) -> StsAnswer {
+/// An STS error answer (§7.6 shape; XML when the request asked for `Format=XML`). For callers
+/// that answer on STS's behalf, e.g. the server's `sts_outage` fault (503 `ServiceUnavailable`).
+pub fn error_answer(params: &[(String, String)], status: u16, code: &str, message: &str) -> StsAnswer {
     let mut body = Map::new();
-    body.insert("Code".into(), Value::String("InternalError".into()));
-    body.insert("Message".into(), Value::String(err.to_string()));
-    render(500, "Error", body, xml)
+    body.insert("RequestId".into(), Value::String(new_request_id()));
+    body.insert("HostId".into(), Value::String(HOST_ID.into()));
+    body.insert("Code".into(), Value::String(code.into()));
+    body.insert("Message".into(), Value::String(message.into()));
+    body.insert(
+        "Recommend".into(),
+        Value::String(format!("https://api.aliyun.com/troubleshoot?q={code}&product=Sts")),
+    );
+    render(status, "Error", body, wants_xml(params))
+}
+
+impl StsAnswer {
+    /// The `Code` of an error answer (for the server's per-code error counters); `None` on success.
+    pub fn error_code(&self) -> Option<String> {
+        if self.status < 400 {
+            return None;
+        }
+        if self.content_type == CONTENT_TYPE_XML {
+            let start = self.body.find("<Code>")? + "<Code>".len();
+            let len = self.body[start..].find("</Code>")?;
+            return quick_xml::escape::unescape(&self.body[start..start + len])
+                .ok()
+                .map(|c| c.into_owned());
+        }
+        let v: Value = serde_json::from_str(&self.body).ok()?;
+        v.get("Code")?.as_str().map(str::to_string)
+    }
+}
+
+fn wants_xml(params: &[(String, String)]) -> bool {
+    param(params, "Format").is_some_and(|f| f.eq_ignore_ascii_case("XML"))
+}
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string().to_ascii_uppercase()
 }
 
 fn render(status: u16, root: &str, body: Map<String, Value>, xml: bool) -> StsAnswer {
@@ -733,10 +754,19 @@ fn issue_session(
     session_policy: Option<Policy>,
     source: String,
     now: DateTime<Utc>,
-) -> Map<String, Value> {
+) -> Result<Map<String, Value>, StsError> {
     // Whole seconds, so the Expiration the client parses is exactly the token's expiry.
-    let expiration = Utc.timestamp_opt(now.timestamp(), 0).single().unwrap_or(now)
-        + Duration::seconds(i64::try_from(duration).unwrap_or(i64::MAX / 1000));
+    let expiration = i64::try_from(duration)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .and_then(|d| Utc.timestamp_opt(now.timestamp(), 0).single()?.checked_add_signed(d))
+        .ok_or_else(|| {
+            api(
+                400,
+                "InvalidParameter.DurationSeconds",
+                "DurationSeconds is out of range.",
+            )
+        })?;
     let claims = SessionClaims {
         access_key_id: format!("STS.{}", random_alnum(STS_ACCESS_KEY_RANDOM_CHARS)),
         access_key_secret: random_alnum(STS_SECRET_CHARS),
@@ -765,7 +795,7 @@ fn issue_session(
             "Expiration": format_expiration(claims.expiration),
         }),
     );
-    body
+    Ok(body)
 }
 
 fn assume_role(
@@ -787,7 +817,7 @@ fn assume_role(
         policy,
         caller.access_key_id().to_string(),
         now,
-    );
+    )?;
     if let Some(source_identity) = param(params, "SourceIdentity").filter(|s| !s.is_empty()) {
         body.insert("SourceIdentity".into(), Value::String(source_identity.to_string()));
     }
@@ -936,7 +966,7 @@ fn assume_role_with_oidc(
     let name = session_name(params)?;
     let duration = duration_secs(params, state, role)?;
     let policy = session_policy(params)?;
-    let mut body = issue_session(state, role, name, duration, policy, oidc.subject.clone(), now);
+    let mut body = issue_session(state, role, name, duration, policy, oidc.subject.clone(), now)?;
     body.insert(
         "OIDCTokenInfo".into(),
         json!({

@@ -16,7 +16,7 @@ pub fn url_encode(s: &str) -> String {
     utf8_percent_encode(s, PE_SET).to_string()
 }
 
-/// Escape text for element content. Characters XML 1.0 cannot carry at all (C0 controls
+/// Escape text for element content (quotes stay literal, as OSS writes ETags). Characters XML 1.0 cannot carry at all (C0 controls
 /// other than tab/CR/LF) are written as `&#xN;` so the document stays parseable by lenient
 /// readers; clients should use `encoding-type=url` for such keys.
 pub fn escape(s: &str) -> String {
@@ -26,8 +26,6 @@ pub fn escape(s: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
             c if (c as u32) < 0x20 && c != '\t' && c != '\n' && c != '\r' => {
                 let _ = write!(out, "&#x{:X};", c as u32);
             }
@@ -45,7 +43,10 @@ pub struct XmlWriter {
 
 impl XmlWriter {
     pub fn new(root: &'static str) -> Self {
-        let mut w = XmlWriter { buf: String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"), stack: Vec::new() };
+        let mut w = XmlWriter {
+            buf: String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"),
+            stack: Vec::new(),
+        };
         w.open(root);
         w
     }
@@ -66,7 +67,11 @@ impl XmlWriter {
     }
     /// Element whose text is percent-encoded when `url` is set.
     pub fn elem_enc(&mut self, name: &str, text: &str, url: bool) -> &mut Self {
-        if url { self.elem(name, &url_encode(text)) } else { self.elem(name, text) }
+        if url {
+            self.elem(name, &url_encode(text))
+        } else {
+            self.elem(name, text)
+        }
     }
     pub fn finish(mut self) -> String {
         while !self.stack.is_empty() {
@@ -120,7 +125,11 @@ fn flatten(body: &[u8]) -> Result<Vec<(String, String)>, XmlError> {
                 root_seen = true;
                 let qname = e.name();
                 let name = std::str::from_utf8(qname.as_ref()).map_err(malformed)?;
-                let p = if path.is_empty() { name.to_string() } else { format!("{}/{name}", path.join("/")) };
+                let p = if path.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{}/{name}", path.join("/"))
+                };
                 out.push((p, String::new()));
             }
             Event::Text(t) => {
@@ -186,7 +195,11 @@ pub fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, XmlError> {
     for (path, text) in flatten(body)? {
         match path.as_str() {
             "CompleteMultipartUpload/Part/PartNumber" => {
-                number = Some(text.trim().parse().map_err(|_| malformed(format!("bad PartNumber {text:?}")))?);
+                number = Some(
+                    text.trim()
+                        .parse()
+                        .map_err(|_| malformed(format!("bad PartNumber {text:?}")))?,
+                );
             }
             "CompleteMultipartUpload/Part/ETag" => etag = Some(text.trim().to_string()),
             "CompleteMultipartUpload/Part" => match (number.take(), etag.take()) {
@@ -215,7 +228,10 @@ mod tests {
     fn writer_escapes() {
         let mut w = XmlWriter::new("R");
         w.elem("K", "a<b&\"c\u{1}");
-        assert_eq!(w.finish(), "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<R><K>a&lt;b&amp;&quot;c&#x1;</K></R>");
+        assert_eq!(
+            w.finish(),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<R><K>a&lt;b&amp;\"c&#x1;</K></R>"
+        );
     }
 
     #[test]
@@ -225,7 +241,13 @@ mod tests {
               <Object><Key>a&amp;b</Key><VersionId>v</VersionId></Object></Delete>",
         )
         .unwrap();
-        assert_eq!(d, DeleteRequest { quiet: true, keys: vec!["k1".into(), "a&b".into()] });
+        assert_eq!(
+            d,
+            DeleteRequest {
+                quiet: true,
+                keys: vec!["k1".into(), "a&b".into()]
+            }
+        );
         assert!(parse_delete(b"<Delete><Object><Key>k1</Key></Object>").is_err());
         assert!(parse_delete(b"<Delete><Bogus/></Delete>").is_err());
         assert!(parse_delete(b"not xml at all").is_err());
@@ -244,7 +266,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p, vec![(1, "\"AB\"".to_string()), (2, "CD".to_string())]);
-        assert!(parse_complete(b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber></Part></CompleteMultipartUpload>").is_err());
-        assert!(parse_complete(b"<CompleteMultipartUpload><Part><ETag>a</ETag></Part></CompleteMultipartUpload>").is_err());
+        assert!(
+            parse_complete(
+                b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber></Part></CompleteMultipartUpload>"
+            )
+            .is_err()
+        );
+        assert!(
+            parse_complete(b"<CompleteMultipartUpload><Part><ETag>a</ETag></Part></CompleteMultipartUpload>").is_err()
+        );
     }
 }

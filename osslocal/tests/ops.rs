@@ -46,20 +46,32 @@ fn put_get_head_delete_roundtrip() {
     let m = s.req("HEAD", "/bkt/dir/obj.bin?objectMeta").send();
     assert_eq!(m.status, 200);
     assert_eq!(m.h("ETag"), Some(etag.as_str()));
-    assert!(m.h("x-oss-meta-color").is_none(), "GetObjectMeta returns only the basic headers");
+    assert!(
+        m.h("x-oss-meta-color").is_none(),
+        "GetObjectMeta returns only the basic headers"
+    );
 
     // virtual-hosted style, as SDKs send it to an IP endpoint
-    let v = s.req("GET", "/dir/obj.bin").header("Host", &format!("bkt.{}", s.addr)).send();
+    let v = s
+        .req("GET", "/dir/obj.bin")
+        .header("Host", &format!("bkt.{}", s.addr))
+        .send();
     assert_eq!(v.status, 200);
     assert_eq!(v.body, data);
 
     // response-* overrides
-    let o = s.get("/bkt/dir/obj.bin?response-content-type=text%2Fplain&response-content-disposition=attachment%3B%20filename%3Dx");
+    let o = s.get(
+        "/bkt/dir/obj.bin?response-content-type=text%2Fplain&response-content-disposition=attachment%3B%20filename%3Dx",
+    );
     assert_eq!(o.h("Content-Type"), Some("text/plain"));
     assert_eq!(o.h("Content-Disposition"), Some("attachment; filename=x"));
 
     assert_eq!(s.req("DELETE", "/bkt/dir/obj.bin").send().status, 204);
-    assert_eq!(s.req("DELETE", "/bkt/dir/obj.bin").send().status, 204, "deleting a missing key is 204");
+    assert_eq!(
+        s.req("DELETE", "/bkt/dir/obj.bin").send().status,
+        204,
+        "deleting a missing key is 204"
+    );
     let g = s.get("/bkt/dir/obj.bin");
     assert_eq!(g.status, 404);
     assert_eq!(g.code().as_deref(), Some("NoSuchKey"));
@@ -72,16 +84,26 @@ fn put_get_head_delete_roundtrip() {
     assert_eq!(h.status, 404);
     assert!(h.body.is_empty());
     use base64::Engine as _;
-    let xml = base64::engine::general_purpose::STANDARD.decode(h.h("x-oss-err").unwrap()).unwrap();
+    let xml = base64::engine::general_purpose::STANDARD
+        .decode(h.h("x-oss-err").unwrap())
+        .unwrap();
     assert!(String::from_utf8(xml).unwrap().contains("<Code>NoSuchKey</Code>"));
 }
 
 #[test]
 fn put_rules() {
     let s = Server::anon();
-    let r = s.req("PUT", "/bkt/k").body(b"abc").header("Content-MD5", "bm90LW1kNQ==").send();
+    let r = s
+        .req("PUT", "/bkt/k")
+        .body(b"abc")
+        .header("Content-MD5", "bm90LW1kNQ==")
+        .send();
     assert_eq!((r.status, r.code().as_deref()), (400, Some("InvalidDigest")));
-    let r = s.req("PUT", "/bkt/k").body(b"abc").header("Content-MD5", "1B2M2Y8AsgTpgAmY7PhCfg==").send();
+    let r = s
+        .req("PUT", "/bkt/k")
+        .body(b"abc")
+        .header("Content-MD5", "1B2M2Y8AsgTpgAmY7PhCfg==")
+        .send();
     assert_eq!((r.status, r.code().as_deref()), (400, Some("BadDigest")));
     assert_eq!(s.get("/bkt/k").status, 404, "a bad digest stores nothing");
     let r = s.req("PUT", "/bkt/k").header("Content-Length", "6000000000").send();
@@ -91,12 +113,20 @@ fn put_rules() {
     assert_eq!(r.xml("BucketName").as_deref(), Some("nobucket"));
 
     assert_eq!(s.put("/bkt/k", b"one").status, 200);
-    let r = s.req("PUT", "/bkt/k").header("x-oss-forbid-overwrite", "true").body(b"two").send();
+    let r = s
+        .req("PUT", "/bkt/k")
+        .header("x-oss-forbid-overwrite", "true")
+        .body(b"two")
+        .send();
     assert_eq!((r.status, r.code().as_deref()), (409, Some("FileAlreadyExists")));
     assert_eq!(s.get("/bkt/k").body, b"one");
     assert_eq!(s.put("/bkt/k", b"two").status, 200);
     assert_eq!(s.get("/bkt/k").body, b"two");
-    let r = s.req("PUT", "/bkt/new").header("x-oss-forbid-overwrite", "true").body(b"n").send();
+    let r = s
+        .req("PUT", "/bkt/new")
+        .header("x-oss-forbid-overwrite", "true")
+        .body(b"n")
+        .send();
     assert_eq!(r.status, 200);
     // zero-length object
     assert_eq!(s.put("/bkt/empty", b"").status, 200);
@@ -126,10 +156,18 @@ fn range_semantics() {
         assert_eq!((r.status, r.body.len()), (200, 1000), "{bad}");
     }
     // standard behaviour: clamp, or 416 InvalidRange
-    let r = s.req("GET", "/bkt/r").header("Range", "bytes=500-2000").header("x-oss-range-behavior", "standard").send();
+    let r = s
+        .req("GET", "/bkt/r")
+        .header("Range", "bytes=500-2000")
+        .header("x-oss-range-behavior", "standard")
+        .send();
     assert_eq!((r.status, r.body.as_slice()), (206, &data[500..]));
     assert_eq!(r.h("Content-Range"), Some("bytes 500-999/1000"));
-    let r = s.req("GET", "/bkt/r").header("Range", "bytes=1000-2000").header("x-oss-range-behavior", "standard").send();
+    let r = s
+        .req("GET", "/bkt/r")
+        .header("Range", "bytes=1000-2000")
+        .header("x-oss-range-behavior", "standard")
+        .send();
     assert_eq!((r.status, r.code().as_deref()), (416, Some("InvalidRange")));
 }
 
@@ -148,10 +186,25 @@ fn conditional_get() {
     assert_eq!(r.status, 200);
     let future = "Fri, 01 Jan 2100 00:00:00 GMT";
     let past = "Mon, 01 Jan 2001 00:00:00 GMT";
-    assert_eq!(s.req("GET", "/bkt/c").header("If-Modified-Since", future).send().status, 304);
-    assert_eq!(s.req("GET", "/bkt/c").header("If-Modified-Since", past).send().status, 200);
-    assert_eq!(s.req("GET", "/bkt/c").header("If-Unmodified-Since", past).send().status, 412);
-    assert_eq!(s.req("GET", "/bkt/c").header("If-Unmodified-Since", future).send().status, 200);
+    assert_eq!(
+        s.req("GET", "/bkt/c").header("If-Modified-Since", future).send().status,
+        304
+    );
+    assert_eq!(
+        s.req("GET", "/bkt/c").header("If-Modified-Since", past).send().status,
+        200
+    );
+    assert_eq!(
+        s.req("GET", "/bkt/c").header("If-Unmodified-Since", past).send().status,
+        412
+    );
+    assert_eq!(
+        s.req("GET", "/bkt/c")
+            .header("If-Unmodified-Since", future)
+            .send()
+            .status,
+        200
+    );
 }
 
 fn list(s: &Server, query: &str) -> Resp {
@@ -174,10 +227,16 @@ fn listing_pagination_delimiter_encoding() {
     let mut keys = vec![];
     let mut pages = 0;
     loop {
-        let r = list(s_ref(&s), &format!("list-type=2&prefix=many%2F&max-keys=600&continuation-token={token}"));
+        let r = list(
+            s_ref(&s),
+            &format!("list-type=2&prefix=many%2F&max-keys=600&continuation-token={token}"),
+        );
         pages += 1;
         keys.extend(r.xml_all("Key"));
-        assert_eq!(r.xml("KeyCount").unwrap().parse::<usize>().unwrap(), r.xml_all("Key").len());
+        assert_eq!(
+            r.xml("KeyCount").unwrap().parse::<usize>().unwrap(),
+            r.xml_all("Key").len()
+        );
         if r.xml("IsTruncated").as_deref() == Some("true") {
             token = r.xml("NextContinuationToken").unwrap();
         } else {
@@ -197,13 +256,23 @@ fn listing_pagination_delimiter_encoding() {
     assert_eq!((r.status, r.code().as_deref()), (400, Some("InvalidArgument")));
 
     // delimiter with common prefixes, url encoding
-    let r = list(&s, "list-type=2&prefix=a&delimiter=%2F&encoding-type=url&fetch-owner=true");
+    let r = list(
+        &s,
+        "list-type=2&prefix=a&delimiter=%2F&encoding-type=url&fetch-owner=true",
+    );
     assert_eq!(r.xml_all("Prefix")[0], "a");
-    let cps: Vec<String> = r.xml_all("CommonPrefixes").iter().flat_map(|c| xml_all(c, "Prefix")).collect();
+    let cps: Vec<String> = r
+        .xml_all("CommonPrefixes")
+        .iter()
+        .flat_map(|c| xml_all(c, "Prefix"))
+        .collect();
     assert_eq!(cps, ["a%20b%2F", "a%2F"]);
     assert_eq!(r.xml("Delimiter").as_deref(), Some("%2F"));
     assert_eq!(r.xml("EncodingType").as_deref(), Some("url"));
-    let r = list(&s, "list-type=2&prefix=a%2F&delimiter=%2F&encoding-type=url&fetch-owner=true");
+    let r = list(
+        &s,
+        "list-type=2&prefix=a%2F&delimiter=%2F&encoding-type=url&fetch-owner=true",
+    );
     assert_eq!(r.xml_all("Key"), ["a%2F1", "a%2F2"]);
     assert!(r.text().contains("<Owner><ID>"));
     assert_eq!(r.xml("Type").as_deref(), Some("Normal"));
@@ -214,7 +283,10 @@ fn listing_pagination_delimiter_encoding() {
     let r = list(&s, "list-type=2&prefix=a%2F&delimiter=%2F&max-keys=2");
     assert_eq!(r.xml("IsTruncated").as_deref(), Some("true"));
     let t = r.xml("NextContinuationToken").unwrap();
-    let r2 = list(&s, &format!("list-type=2&prefix=a%2F&delimiter=%2F&max-keys=2&continuation-token={t}"));
+    let r2 = list(
+        &s,
+        &format!("list-type=2&prefix=a%2F&delimiter=%2F&max-keys=2&continuation-token={t}"),
+    );
     assert_eq!(r2.xml_all("Prefix"), ["a/", "a/sub/"]);
     assert!(r2.xml_all("Key").is_empty());
     assert_eq!(r2.xml("IsTruncated").as_deref(), Some("false"));
@@ -248,7 +320,11 @@ fn delete_multiple() {
     let body = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete><Quiet>false</Quiet><Object><Key>d1</Key></Object><Object><Key>d%203</Key></Object><Object><Key>missing</Key></Object></Delete>";
     let r = s.req("POST", "/bkt/?delete").body(body).send();
     assert_eq!(r.status, 400, "Content-MD5 is required");
-    let r = s.req("POST", "/bkt/?delete&encoding-type=url").body(body).content_md5().send();
+    let r = s
+        .req("POST", "/bkt/?delete&encoding-type=url")
+        .body(body)
+        .content_md5()
+        .send();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.xml_all("Key"), ["d1", "d%203", "missing"]);
     assert_eq!(s.get("/bkt/d1").status, 404);
@@ -266,7 +342,11 @@ fn delete_multiple() {
     big.push_str("</Delete>");
     let r = s.req("POST", "/bkt/?delete").body(big.as_bytes()).content_md5().send();
     assert_eq!((r.status, r.code().as_deref()), (400, Some("MalformedXML")));
-    let r = s.req("POST", "/bkt/?delete").body(b"<Delete><Object>").content_md5().send();
+    let r = s
+        .req("POST", "/bkt/?delete")
+        .body(b"<Delete><Object>")
+        .content_md5()
+        .send();
     assert_eq!((r.status, r.code().as_deref()), (400, Some("MalformedXML")));
 }
 
@@ -279,10 +359,16 @@ fn copy_object_copy_and_replace() {
         .body(b"copy me")
         .send();
     // oss2 form: key encoded with safe=''
-    let r = s.req("PUT", "/bkt/dst1").header("x-oss-copy-source", "/bkt/src%20dir%2F%C3%BC.txt").send();
+    let r = s
+        .req("PUT", "/bkt/dst1")
+        .header("x-oss-copy-source", "/bkt/src%20dir%2F%C3%BC.txt")
+        .send();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.xml("ETag").unwrap(), format!("\"{}\"", md5_hex(b"copy me")));
-    assert_eq!(r.h("x-oss-hash-crc64ecma"), Some(crc64(b"copy me").to_string().as_str()));
+    assert_eq!(
+        r.h("x-oss-hash-crc64ecma"),
+        Some(crc64(b"copy me").to_string().as_str())
+    );
     let g = s.get("/bkt/dst1");
     assert_eq!(g.body, b"copy me");
     assert_eq!(g.h("x-oss-meta-a"), Some("1"));
@@ -308,20 +394,37 @@ fn copy_object_copy_and_replace() {
         .send();
     assert_eq!(r.status, 200);
     let g = s.get("/bkt/dst2");
-    assert_eq!((g.body.as_slice(), g.h("x-oss-meta-c")), (b"copy me".as_slice(), Some("3")));
+    assert_eq!(
+        (g.body.as_slice(), g.h("x-oss-meta-c")),
+        (b"copy me".as_slice(), Some("3"))
+    );
     // conditions and errors
-    let r = s.req("PUT", "/bkt/dst3").header("x-oss-copy-source", "/bkt/dst1").header("x-oss-copy-source-if-match", "\"00\"").send();
+    let r = s
+        .req("PUT", "/bkt/dst3")
+        .header("x-oss-copy-source", "/bkt/dst1")
+        .header("x-oss-copy-source-if-match", "\"00\"")
+        .send();
     assert_eq!(r.status, 412);
-    let r = s.req("PUT", "/bkt/dst3").header("x-oss-copy-source", "/bkt/nothing").send();
+    let r = s
+        .req("PUT", "/bkt/dst3")
+        .header("x-oss-copy-source", "/bkt/nothing")
+        .send();
     assert_eq!((r.status, r.code().as_deref()), (404, Some("NoSuchKey")));
-    let r = s.req("PUT", "/bkt/dst1").header("x-oss-copy-source", "/bkt/dst2").header("x-oss-forbid-overwrite", "true").send();
+    let r = s
+        .req("PUT", "/bkt/dst1")
+        .header("x-oss-copy-source", "/bkt/dst2")
+        .header("x-oss-forbid-overwrite", "true")
+        .send();
     assert_eq!((r.status, r.code().as_deref()), (409, Some("FileAlreadyExists")));
     let r = s.req("PUT", "/bkt/dst3").header("x-oss-copy-source", "/nob/x").send();
     assert_eq!((r.status, r.code().as_deref()), (404, Some("NoSuchBucket")));
 }
 
 fn initiate(s: &Server, key: &str) -> String {
-    let r = s.req("POST", &format!("/bkt/{key}?uploads")).header("Content-Type", "text/x-mpu").send();
+    let r = s
+        .req("POST", &format!("/bkt/{key}?uploads"))
+        .header("Content-Type", "text/x-mpu")
+        .send();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.xml("Key").as_deref(), Some(key));
     r.xml("UploadId").unwrap()
@@ -353,7 +456,11 @@ fn multipart_upload() {
     }
     for bad in ["0", "10001", "x"] {
         let r = s.put(&format!("/bkt/mp?partNumber={bad}&uploadId={id}"), b"x");
-        assert_eq!((r.status, r.code().as_deref()), (400, Some("InvalidArgument")), "part {bad}");
+        assert_eq!(
+            (r.status, r.code().as_deref()),
+            (400, Some("InvalidArgument")),
+            "part {bad}"
+        );
     }
     let r = s.put("/bkt/mp?partNumber=1&uploadId=NOPE", b"x");
     assert_eq!((r.status, r.code().as_deref()), (404, Some("NoSuchUpload")));
@@ -367,25 +474,44 @@ fn multipart_upload() {
     assert_eq!(lp.xml_all("PartNumber"), ["3"]);
     assert_eq!(lp.xml("HashCrc64ecma").unwrap(), crc64(&p3).to_string());
     let lu = s.get("/bkt/?uploads");
-    assert_eq!(lu.xml_all("UploadId"), [id.clone()]);
+    assert_eq!(lu.xml_all("UploadId"), vec![id.clone()]);
 
     let uri = format!("/bkt/mp?uploadId={id}");
-    let r = s.req("POST", &uri).body(&complete_body(&[(2, &etags[1]), (1, &etags[0])])).send();
+    let r = s
+        .req("POST", &uri)
+        .body(&complete_body(&[(2, &etags[1]), (1, &etags[0])]))
+        .send();
     assert_eq!((r.status, r.code().as_deref()), (400, Some("InvalidPartOrder")));
-    let r = s.req("POST", &uri).body(&complete_body(&[(1, &etags[0]), (2, "\"BAD\"")])).send();
+    let r = s
+        .req("POST", &uri)
+        .body(&complete_body(&[(1, &etags[0]), (2, "\"BAD\"")]))
+        .send();
     assert_eq!((r.status, r.code().as_deref()), (400, Some("InvalidPart")));
-    let r = s.req("POST", &uri).body(&complete_body(&[(1, &etags[0]), (3, &etags[2]), (4, &etags[2])])).send();
+    let r = s
+        .req("POST", &uri)
+        .body(&complete_body(&[(1, &etags[0]), (3, &etags[2]), (4, &etags[2])]))
+        .send();
     assert_eq!((r.status, r.code().as_deref()), (400, Some("InvalidPart")));
     let r = s.req("POST", &uri).body(b"<CompleteMultipartUpload><Part>").send();
     assert_eq!((r.status, r.code().as_deref()), (400, Some("MalformedXML")));
     // part 3 (10 bytes) in the middle is too small
     let small = pattern(10, 9);
     s.put(&format!("/bkt/mp?partNumber=4&uploadId={id}"), &small);
-    let r = s.req("POST", &uri).body(&complete_body(&[(1, &etags[0]), (3, &etags[2]), (4, &format!("\"{}\"", md5_hex(&small)))])).send();
+    let r = s
+        .req("POST", &uri)
+        .body(&complete_body(&[
+            (1, &etags[0]),
+            (3, &etags[2]),
+            (4, &format!("\"{}\"", md5_hex(&small))),
+        ]))
+        .send();
     assert_eq!((r.status, r.code().as_deref()), (400, Some("EntityTooSmall")));
     assert_eq!(r.h("x-oss-ec"), Some("0042-00000213"));
 
-    let r = s.req("POST", &uri).body(&complete_body(&[(1, &etags[0]), (2, &etags[1]), (3, &etags[2])])).send();
+    let r = s
+        .req("POST", &uri)
+        .body(&complete_body(&[(1, &etags[0]), (2, &etags[1]), (3, &etags[2])]))
+        .send();
     assert_eq!(r.status, 200, "{}", r.text());
     let whole: Vec<u8> = [p1.clone(), p2.clone(), p3.clone()].concat();
     let mut cat = vec![];
@@ -420,24 +546,35 @@ fn multipart_complete_all_copy_and_abort() {
         .send();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.xml("ETag").unwrap(), format!("\"{}\"", md5_hex(&src[..204800])));
+    assert_eq!(r.h("ETag").unwrap(), format!("\"{}\"", md5_hex(&src[..204800])));
     let r = s
         .req("PUT", &format!("/bkt/copied?partNumber=2&uploadId={id}"))
         .header("x-oss-copy-source", "/bkt/source")
         .header("x-oss-copy-source-range", "bytes=204800-307199")
         .send();
     assert_eq!(r.status, 200);
-    let r = s.req("POST", &format!("/bkt/copied?uploadId={id}")).header("x-oss-complete-all", "yes").send();
+    let r = s
+        .req("POST", &format!("/bkt/copied?uploadId={id}"))
+        .header("x-oss-complete-all", "yes")
+        .send();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(s.get("/bkt/copied").body, src);
 
     let id = initiate(&s, "aborted");
     s.put(&format!("/bkt/aborted?partNumber=1&uploadId={id}"), b"x");
-    assert_eq!(s.req("DELETE", &format!("/bkt/aborted?uploadId={id}")).send().status, 204);
+    assert_eq!(
+        s.req("DELETE", &format!("/bkt/aborted?uploadId={id}")).send().status,
+        204
+    );
     let r = s.req("DELETE", &format!("/bkt/aborted?uploadId={id}")).send();
     assert_eq!((r.status, r.code().as_deref()), (404, Some("NoSuchUpload")));
     assert_eq!(s.get("/bkt/aborted").status, 404);
     let uploads_dir = s.data_dir().join(".osslocal/uploads");
-    assert_eq!(std::fs::read_dir(uploads_dir).unwrap().count(), 0, "no part files left behind");
+    assert_eq!(
+        std::fs::read_dir(uploads_dir).unwrap().count(),
+        0,
+        "no part files left behind"
+    );
 }
 
 #[test]
@@ -446,18 +583,27 @@ fn append_rules() {
     let r = s.req("POST", "/bkt/log?append&position=5").body(b"x").send();
     assert_eq!((r.status, r.code().as_deref()), (409, Some("PositionNotEqualToLength")));
     assert_eq!(r.h("x-oss-next-append-position"), Some("0"));
-    let r = s.req("POST", "/bkt/log?append&position=0").header("Content-Type", "text/plain").body(b"hello ").send();
+    let r = s
+        .req("POST", "/bkt/log?append&position=0")
+        .header("Content-Type", "text/plain")
+        .body(b"hello ")
+        .send();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.h("x-oss-next-append-position"), Some("6"));
     assert_eq!(r.h("x-oss-hash-crc64ecma"), Some(crc64(b"hello ").to_string().as_str()));
     let r = s.req("POST", "/bkt/log?append&position=6").body(b"world").send();
     assert_eq!(r.status, 200);
     assert_eq!(r.h("x-oss-next-append-position"), Some("11"));
-    assert_eq!(r.h("x-oss-hash-crc64ecma"), Some(crc64(b"hello world").to_string().as_str()));
+    assert_eq!(
+        r.h("x-oss-hash-crc64ecma"),
+        Some(crc64(b"hello world").to_string().as_str())
+    );
     assert_eq!(r.h("ETag").unwrap(), format!("\"{}\"", md5_hex(b"hello world")));
     let r = s.req("POST", "/bkt/log?append&position=3").body(b"!").send();
     assert_eq!((r.status, r.code().as_deref()), (409, Some("PositionNotEqualToLength")));
     assert_eq!(r.h("x-oss-next-append-position"), Some("11"));
+    assert_eq!(r.xml("RequestId").as_deref(), r.h("x-oss-request-id"));
+    assert_eq!(r.h("x-oss-ec"), Some("0026-00000016"));
     let g = s.get("/bkt/log");
     assert_eq!(g.body, b"hello world");
     assert_eq!(g.h("x-oss-object-type"), Some("Appendable"));
@@ -475,31 +621,55 @@ fn symlinks_follow() {
     let s = Server::anon();
     s.put("/bkt/dir/target%20file.txt", b"target data");
     // oss2 percent-encodes the target
-    let r = s.req("PUT", "/bkt/link?symlink").header("x-oss-symlink-target", "dir%2Ftarget%20file.txt").send();
+    let r = s
+        .req("PUT", "/bkt/link?symlink")
+        .header("x-oss-symlink-target", "dir%2Ftarget%20file.txt")
+        .send();
     assert_eq!(r.status, 200, "{}", r.text());
     let r = s.get("/bkt/link?symlink");
     assert_eq!(r.status, 200);
     assert_eq!(r.h("x-oss-symlink-target"), Some("dir%2Ftarget%20file.txt"));
     let g = s.get("/bkt/link");
     assert_eq!((g.status, g.body.as_slice()), (200, b"target data".as_slice()));
+    assert_eq!(g.h("x-oss-object-type"), Some("Symlink"));
     let h = s.req("HEAD", "/bkt/link").send();
     assert_eq!(h.h("Content-Length"), Some("11"));
+    assert_eq!(h.h("x-oss-object-type"), Some("Symlink"));
     let r = s.get("/bkt/?list-type=2&prefix=link");
     assert_eq!(r.xml("Type").as_deref(), Some("Symlink"));
     // dangling
-    s.req("PUT", "/bkt/dangling?symlink").header("x-oss-symlink-target", "nowhere").send();
+    s.req("PUT", "/bkt/dangling?symlink")
+        .header("x-oss-symlink-target", "nowhere")
+        .send();
     assert_eq!(s.get("/bkt/dangling").status, 404);
-    assert_eq!(s.get("/bkt/dir/target%20file.txt?symlink").status, 400, "GetSymlink on a normal object");
+    assert_eq!(
+        s.get("/bkt/dir/target%20file.txt?symlink").status,
+        400,
+        "GetSymlink on a normal object"
+    );
 }
 
 #[test]
 fn bucket_level_operations() {
-    let s = Server::start(&["--anonymous", "--bucket", "bkt", "--bucket", "other-1", "--region", "cn-shanghai"]);
+    let s = Server::start(&[
+        "--anonymous",
+        "--bucket",
+        "bkt",
+        "--bucket",
+        "other-1",
+        "--region",
+        "cn-shanghai",
+    ]);
     let r = s.get("/");
     assert_eq!(r.status, 200);
     assert_eq!(r.xml_all("Name"), ["bkt", "other-1"]);
     let r = s.get("/bkt/?location");
-    assert_eq!(r.text().contains("<LocationConstraint>oss-cn-shanghai</LocationConstraint>"), true, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("<LocationConstraint>oss-cn-shanghai</LocationConstraint>"),
+        "{}",
+        r.text()
+    );
     let r = s.get("/bkt/?bucketInfo");
     assert_eq!(r.xml("Name").as_deref(), Some("bkt"));
     assert_eq!(r.xml("Location").as_deref(), Some("oss-cn-shanghai"));

@@ -940,3 +940,62 @@ mod tokens {
         assert_user(req.auth(&cfg, vector_now()), "LTAIuser", "user with a stray token");
     }
 }
+
+#[test]
+fn v1_go_sdk_variant_signs_extra_x_oss_parameters() {
+    let cfg = config(&[("AK", "SK")], "cn-hangzhou");
+    let date = "Wed, 15 Jan 2025 08:30:00 GMT";
+    let raw = "x-oss-custom=1&prefix=a";
+    let base = TestRequest::new("GET", Some("b"), None, raw).header("date", date);
+    let query = parse_query(raw).unwrap();
+    let python = v1_string_to_sign(&base.parts(), &query, date, false);
+    let go = v1_string_to_sign(&base.parts(), &query, date, true);
+    assert!(
+        python.ends_with("/b/") && go.ends_with("/b/?x-oss-custom=1"),
+        "{python:?} {go:?}"
+    );
+    for sts in [&python, &go] {
+        let req = base
+            .clone()
+            .header("authorization", &format!("OSS AK:{}", v1_signature("SK", sts)));
+        assert_user(req.auth(&cfg, vector_now()), "AK", sts);
+    }
+    // Without such parameters only the canonical form is accepted.
+    let plain = TestRequest::new("GET", Some("b"), None, "prefix=a").header("date", date);
+    let req = plain.header("authorization", &format!("OSS AK:{}", v1_signature("SK", &go)));
+    assert_code(
+        req.auth(&cfg, vector_now()),
+        "SignatureDoesNotMatch",
+        "go variant without x-oss params",
+    );
+}
+
+#[test]
+fn signature_mismatch_echo_format() {
+    let cases = load(V1_JSON, "cases");
+    let mut req = v1_case_request(&cases[0]);
+    req.set_header(
+        "authorization",
+        "OSS LTAI5tFuseVectorsAccessKey:AAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    );
+    let cfg = config(
+        &[("LTAI5tFuseVectorsAccessKey", "FuseVectorsAccessKeySecret0123456789")],
+        "cn-hangzhou",
+    );
+    let err = assert_code(req.auth(&cfg, vector_now()), "SignatureDoesNotMatch", "echo");
+    assert_eq!(err.message, SIGNATURE_MISMATCH_MESSAGE);
+    let names: Vec<&str> = err.extra.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        [
+            "OSSAccessKeyId",
+            "SignatureProvided",
+            "StringToSign",
+            "StringToSignBytes"
+        ]
+    );
+    assert_eq!(extra(&err, "SignatureProvided"), "AAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+    // Same bytes as the hand-written example in the protocol notes.
+    assert!(extra(&err, "StringToSignBytes").starts_with("47 45 54 0A 0A 0A 57 65 64 2C "));
+    assert!(extra(&err, "StringToSignBytes").ends_with("2E 74 78 74 "));
+}

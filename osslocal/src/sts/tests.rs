@@ -348,6 +348,30 @@ fn assume_role_xml_answers() {
 }
 
 #[test]
+fn error_answers_and_codes() {
+    let json_params = owned(&[("Format", "JSON")]);
+    let answer = error_answer(
+        &json_params,
+        503,
+        "ServiceUnavailable",
+        "The request has failed due to a temporary failure.",
+    );
+    assert_error(&answer, 503, "ServiceUnavailable");
+    assert_eq!(answer.error_code().as_deref(), Some("ServiceUnavailable"));
+    let xml = error_answer(&owned(&[("Format", "xml")]), 503, "ServiceUnavailable", "a < b");
+    assert_eq!((xml.status, xml.content_type), (503, CONTENT_TYPE_XML));
+    assert!(xml.body.contains("<Message>a &lt; b</Message>"), "{}", xml.body);
+    assert_eq!(xml.error_code().as_deref(), Some("ServiceUnavailable"));
+    let st = state();
+    let bad = handle("GET", &assume_params(&[("RoleSessionName", "x")]), &st, now());
+    assert_eq!(bad.error_code().as_deref(), Some("InvalidParameter.RoleSessionName"));
+    let ok = handle("GET", &assume_params(&[("RoleSessionName", "xy")]), &st, now());
+    assert_eq!((ok.status, ok.error_code()), (200, None));
+    // No Format: JSON.
+    assert_eq!(error_answer(&[], 400, "X", "y").content_type, CONTENT_TYPE_JSON);
+}
+
+#[test]
 fn assume_role_parameter_errors() {
     let mut st = state();
     let long_policy = format!(
@@ -497,6 +521,22 @@ fn assume_role_parameter_errors() {
         400,
         "InvalidParameter.DurationSeconds",
     );
+    // An absurd configured maximum does not overflow the clock.
+    if let Some(role) = st.roles.get_mut(ROLE_ARN) {
+        role.max_session_duration = u64::MAX;
+    }
+    for secs in [
+        u64::MAX.to_string(),
+        (i64::MAX / 1000).to_string(),
+        "9223372036854775".to_string(),
+    ] {
+        let huge = assume_params(&[("RoleSessionName", "ok"), ("DurationSeconds", &secs)]);
+        assert_error(
+            &handle("GET", &huge, &st, now()),
+            400,
+            "InvalidParameter.DurationSeconds",
+        );
+    }
 }
 
 #[test]

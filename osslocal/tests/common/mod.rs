@@ -47,8 +47,31 @@ impl Server {
         self.child.id()
     }
 
+    /// Send SIGTERM and wait (bounded) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let st = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("osslocal did not exit within 5 s of SIGTERM");
+    }
+
     pub fn req(&self, method: &str, path: &str) -> Req<'_> {
-        Req { server: self, method: method.to_string(), path: path.to_string(), headers: vec![], body: vec![] }
+        Req {
+            server: self,
+            method: method.to_string(),
+            path: path.to_string(),
+            headers: vec![],
+            body: vec![],
+        }
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -103,9 +126,14 @@ fn spawn(dir: &Path, extra: &[String]) -> (Child, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let addr = line.trim().to_string();
-    assert!(addr.starts_with("127.0.0.1:"), "first stdout line is the address, got {addr:?}");
+    assert!(
+        addr.starts_with("127.0.0.1:"),
+        "first stdout line is the address, got {addr:?}"
+    );
     (child, addr)
 }
 
@@ -148,7 +176,11 @@ impl Req<'_> {
         for (n, v) in &self.headers {
             head.push_str(&format!("{n}: {v}\r\n"));
         }
-        if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
+        if !self
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        {
             head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
         }
         head.push_str("Connection: close\r\n\r\n");
@@ -175,7 +207,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn h(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -200,7 +235,13 @@ pub fn xml_all(text: &str, name: &str) -> Vec<String> {
     while let Some(i) = rest.find(&open) {
         let after = &rest[i + open.len()..];
         let Some(j) = after.find(&close) else { break };
-        out.push(after[..j].replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\""));
+        out.push(
+            after[..j]
+                .replace("&amp;", "&")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\""),
+        );
         rest = &after[j + close.len()..];
     }
     out
@@ -209,17 +250,31 @@ pub fn xml_all(text: &str, name: &str) -> Vec<String> {
 pub fn read_response(s: &mut TcpStream, head: bool) -> Resp {
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw); // a reset connection still returns what arrived
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response has a header block");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response has a header block");
     let head_text = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head_text.split("\r\n");
     let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     let body = raw[split + 4..].to_vec();
-    let cl = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.parse::<usize>().unwrap());
+    let cl = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.parse::<usize>().unwrap());
     let short = !head && cl.is_some_and(|n| body.len() < n);
-    Resp { status, headers, body, short }
+    Resp {
+        status,
+        headers,
+        body,
+        short,
+    }
 }
 
 /// CRC-64/XZ as OSS computes it.
@@ -233,5 +288,99 @@ pub fn md5_hex(data: &[u8]) -> String {
 }
 
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u32).wrapping_mul(31).wrapping_add(seed as u32) as u8).collect()
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(31).wrapping_add(seed as u32) as u8)
+        .collect()
+}
+
+pub fn http_date_now() -> String {
+    chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+impl Req<'_> {
+    /// Sign with OSS V1 (PROTOCOL.md §2). `resource` is the canonicalized resource
+    /// (`/bucket/key[?subresources]`, raw key). Adds `Date` and, for STS, the token header.
+    pub fn sign_v1(mut self, ak: &str, sk: &str, token: Option<&str>, resource: &str) -> Self {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("date")) {
+            self = self.header("Date", &http_date_now());
+        }
+        if let Some(t) = token {
+            self = self.header("x-oss-security-token", t);
+        }
+        let get = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let mut oss: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.to_ascii_lowercase().starts_with("x-oss-"))
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        oss.sort();
+        let mut sts = format!(
+            "{}\n{}\n{}\n{}\n",
+            self.method,
+            get("content-md5"),
+            get("content-type"),
+            get("date")
+        );
+        for (n, v) in oss {
+            sts.push_str(&format!("{n}:{v}\n"));
+        }
+        sts.push_str(resource);
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(sk.as_bytes()).unwrap();
+        mac.update(sts.as_bytes());
+        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        self.header("Authorization", &format!("OSS {ak}:{sig}"))
+    }
+}
+
+/// RFC 3986 percent-encoding (unreserved kept).
+pub fn pe(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+/// A signed STS RPC query string (PROTOCOL.md §7.3) for a GET.
+pub fn sts_query(ak: &str, sk: &str, action_params: &[(&str, &str)]) -> String {
+    sts_query_for("GET", ak, sk, action_params)
+}
+
+/// Signed STS RPC parameters for `method` (query string or form body).
+pub fn sts_query_for(method: &str, ak: &str, sk: &str, action_params: &[(&str, &str)]) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let mut params: Vec<(String, String)> = vec![
+        ("Format".into(), "JSON".into()),
+        ("Version".into(), "2015-04-01".into()),
+        ("AccessKeyId".into(), ak.into()),
+        ("SignatureMethod".into(), "HMAC-SHA1".into()),
+        ("SignatureVersion".into(), "1.0".into()),
+        ("SignatureNonce".into(), nonce),
+        ("Timestamp".into(), ts),
+    ];
+    params.extend(action_params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    params.sort();
+    let canonical = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", pe(k), pe(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let sts = format!("{method}&%2F&{}", pe(&canonical));
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(format!("{sk}&").as_bytes()).unwrap();
+    mac.update(sts.as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    format!("{canonical}&Signature={}", pe(&sig))
 }
