@@ -322,3 +322,28 @@ def test_explicit_deny_wins(server, seeded):
     key = f"deny-wins/{uuid.uuid4().hex}"
     b.put_object(key, b"allowed elsewhere")
     assert b.get_object(key).read() == b"allowed elsewhere"
+
+
+def test_session_policy_with_unicode_and_reserved_characters(server):
+    """A compact policy whose Resource holds UTF-8 and RPC-reserved characters: exercises the
+    RPC signature encoding (§7.3) and policy matching on unicode keys."""
+    allowed_prefix = f"目录/~+*!()'&=;{uuid.uuid4().hex[:6]}/"
+    policy = json.dumps(
+        {
+            "Version": "1",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["oss:PutObject", "oss:GetObject"],
+                    "Resource": [f"acs:oss:*:*:{BUCKET}/{allowed_prefix}*"],
+                }
+            ],
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    creds = assume_role(server, session_name="unicode-policy", policy=policy)
+    b = oss2_bucket(server, creds, "v4")
+    b.put_object(allowed_prefix + "文件.txt", b"ok")
+    assert b.get_object(allowed_prefix + "文件.txt").read() == b"ok"
+    _assert_denied_oss2(b.put_object, "目录/elsewhere.txt", b"no")

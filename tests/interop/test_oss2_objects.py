@@ -425,3 +425,70 @@ def test_presigned_url_expired(server, prefix):
     r = requests.get(b.sign_url("GET", key, -60), timeout=10)  # Expires one minute in the past
     assert r.status_code == 403
     assert "<Code>AccessDenied</Code>" in r.text
+
+
+@pytest.fixture
+def loopback_invalid_domain(monkeypatch):
+    """Resolve `*.invalid` (a reserved TLD that never reaches DNS) to 127.0.0.1 for this test,
+    so the SDKs build genuine virtual-hosted URLs (`http://<bucket>.osslocal.invalid:PORT/key`)."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def fake(host, *args, **kwargs):
+        if isinstance(host, str) and host.endswith(".invalid"):
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    return "osslocal.invalid"
+
+
+@pytest.mark.parametrize("version", ["v1", "v4"])
+def test_virtual_hosted_style(server, prefix, version, loopback_invalid_domain):
+    import alibabacloud_oss_v2 as oss
+
+    endpoint = f"http://{loopback_invalid_domain}:{server.port}"
+    creds = USER_CREDS
+    auth = (
+        oss2.Auth(creds.access_key_id, creds.access_key_secret)
+        if version == "v1"
+        else oss2.AuthV4(creds.access_key_id, creds.access_key_secret)
+    )
+    b = oss2.Bucket(auth, endpoint, BUCKET, region=REGION if version == "v4" else None)
+    assert b._make_url(BUCKET, "k").startswith(f"http://{BUCKET}.{loopback_invalid_domain}:")
+    key = prefix + "vhost " + SPECIAL_KEY
+    b.put_object(key, b"virtual")
+    assert b.get_object(key).read() == b"virtual"
+    assert [o.key for o in b.list_objects_v2(prefix=prefix).object_list] == [key]
+    # The same object through path style.
+    assert oss2_bucket(server, USER_CREDS, version).get_object(key).read() == b"virtual"
+
+    cfg = oss.config.load_default()
+    cfg.credentials_provider = oss.credentials.StaticCredentialsProvider(
+        creds.access_key_id, creds.access_key_secret
+    )
+    cfg.region = REGION
+    cfg.endpoint = endpoint
+    cfg.signature_version = version
+    client = oss.Client(cfg)
+    got = client.get_object(oss.GetObjectRequest(bucket=BUCKET, key=key))
+    assert got.body.read() == b"virtual"
+
+
+@pytest.mark.parametrize("version", ["v1", "v4"])
+def test_object_name_limits(server, prefix, version):
+    b = oss2_bucket(server, USER_CREDS, version)
+    longest = prefix + "k" * (1023 - len(prefix.encode()))
+    assert len(longest.encode()) == 1023
+    b.put_object(longest, b"1023")
+    assert b.get_object(longest).read() == b"1023"
+    err = oss2_error(b.put_object, longest + "k", b"1024")
+    assert err.status == 400
+    assert err.code == "InvalidObjectName"
+    err = oss2_error(b.put_object, "/" + prefix + "leading-slash", b"x")
+    assert err.status == 400
+    assert err.code == "InvalidObjectName"
+    err = oss2_error(b.put_object, "\\" + prefix + "leading-backslash", b"x")
+    assert err.status == 400
+    assert err.code == "InvalidObjectName"
