@@ -432,3 +432,14 @@ def test_presigned_urls(v2, prefix):
     assert r.status_code == 403
     assert "<Code>SignatureDoesNotMatch</Code>" in r.text
     assert read(v2, put_key) == b"via presigned put"
+
+
+def test_paginators_over_special_keys(v2, prefix):
+    names = ["a+b", "a b", "a&b=c", "a%2Fb", "a?b#c", "ü", "目录", "~!*'()", "z;z", "a/b/c", "zz"]
+    keys = sorted(prefix + n for n in names)
+    for k in keys:
+        put(v2, k, b"s")
+    pages = v2.list_objects_v2_paginator().iter_page(oss.ListObjectsV2Request(bucket=BUCKET, prefix=prefix), limit=2)
+    assert [o.key for p in pages for o in p.contents] == keys
+    pages = v2.list_objects_paginator().iter_page(oss.ListObjectsRequest(bucket=BUCKET, prefix=prefix), limit=2)
+    assert [o.key for p in pages for o in p.contents] == keys
