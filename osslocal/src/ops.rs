@@ -18,7 +18,8 @@ use md5::{Digest as _, Md5};
 use crate::error::OssError;
 use crate::server::{ACCOUNT_ID, App, RespBody, Target, empty, full, http_date, percent_decode, read_small_body};
 use crate::storage::{
-    BodyLen, Bucket, FileRange, ListEntry, ObjectMeta, ObjectType, StorageError, WriteMeta, Written, spawn_reader,
+    AppendRequest, BodyLen, Bucket, FileRange, ListEntry, ObjectMeta, ObjectType, StorageError, WriteMeta, Written,
+    spawn_reader,
 };
 use crate::xml::{XmlWriter, url_encode};
 use crate::{auth, policy};
@@ -198,6 +199,7 @@ fn storage_error(e: StorageError) -> OssError {
             "0016-00000017",
         ),
         StorageError::Oversized { .. } => entity_too_large(),
+        StorageError::BadDigest => bad_digest(),
         StorageError::TooLong { .. } => OssError::new(
             400,
             "InvalidArgument",
@@ -1297,12 +1299,8 @@ async fn complete(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, O
             }
         }
     }
-    if let Some((i, p)) = parts
-        .iter()
-        .enumerate()
-        .find(|(i, p)| *i + 1 < parts.len() && p.size < MIN_PART_BYTES)
-    {
-        let _ = i;
+    let non_last = &parts[..parts.len() - 1];
+    if let Some(p) = non_last.iter().find(|p| p.size < MIN_PART_BYTES) {
         return Err(OssError::new(
             400,
             "EntityTooSmall",
@@ -1508,10 +1506,13 @@ async fn append(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, Oss
         .append(
             b,
             &ctx.key,
-            position,
+            AppendRequest {
+                position,
+                expected: len,
+                meta: write_meta_from(&ctx.headers),
+                content_md5: md5,
+            },
             body_stream(ctx.app, body),
-            len,
-            write_meta_from(&ctx.headers),
         )
         .await;
     let saved = match res {
@@ -1528,7 +1529,6 @@ async fn append(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, Oss
         }
         Err(e) => return Err(storage_error(e)),
     };
-    let _ = md5; // Content-MD5 of an append covers the appended bytes; checked by the client via CRC.
     let mut r = Response::builder();
     r = set(r, "ETag", &saved.etag);
     r = set(r, "x-oss-next-append-position", &saved.size.to_string());

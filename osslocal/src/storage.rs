@@ -69,6 +69,8 @@ pub enum StorageError {
     Exists,
     #[error("append position {position} does not match length {length}")]
     Position { position: u64, length: u64 },
+    #[error("Content-MD5 does not match the body")]
+    BadDigest,
     #[error("object is not appendable")]
     NotAppendable,
     #[error("writer thread failed: {0}")]
@@ -223,6 +225,15 @@ pub enum BodyLen {
     AtMost(u64),
 }
 
+/// The parameters of one AppendObject besides its body.
+pub struct AppendRequest {
+    pub position: u64,
+    pub expected: BodyLen,
+    /// Metadata of the request; used only when the append creates the object.
+    pub meta: WriteMeta,
+    pub content_md5: Option<[u8; 16]>,
+}
+
 /// Where a write's first bytes come from before the streamed body (appends, copies).
 pub struct FileRange {
     pub file: File,
@@ -278,6 +289,8 @@ pub struct Bucket {
     pub name: String,
     pub created: DateTime<Utc>,
     dir: PathBuf,
+    /// fsync data and sidecars before publishing them.
+    durable: bool,
     index: Mutex<BTreeMap<Vec<u8>, Arc<ObjectMeta>>>,
 }
 
@@ -314,7 +327,22 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-fn write_json_atomic<T: Serialize>(dir: &Path, tmp_dir: &Path, name: &str, value: &T) -> Result<(), StorageError> {
+/// `File::sync_all` unless durability is switched off (`--no-fsync`).
+fn sync(f: &File, durable: bool, what: &str) -> Result<(), StorageError> {
+    if durable {
+        f.sync_all().map_err(io_err(format!("syncing {what}")))
+    } else {
+        Ok(())
+    }
+}
+
+fn write_json_atomic<T: Serialize>(
+    dir: &Path,
+    tmp_dir: &Path,
+    name: &str,
+    value: &T,
+    durable: bool,
+) -> Result<(), StorageError> {
     let tmp = tmp_dir.join(uuid::Uuid::new_v4().simple().to_string());
     let data = serde_json::to_vec(value).map_err(|source| StorageError::Json {
         context: format!("encoding {name}"),
@@ -325,7 +353,7 @@ fn write_json_atomic<T: Serialize>(dir: &Path, tmp_dir: &Path, name: &str, value
     };
     let mut f = File::create(&tmp).map_err(io_err("creating a sidecar temp file"))?;
     f.write_all(&data).map_err(io_err("writing a sidecar"))?;
-    f.sync_all().map_err(io_err("syncing a sidecar"))?;
+    sync(&f, durable, "a sidecar")?;
     guard.persist(&dir.join(name)).map_err(io_err("renaming a sidecar"))
 }
 
@@ -401,7 +429,7 @@ impl Bucket {
             })?;
             let mut f = File::create(&tmp_meta).map_err(io_err("creating a sidecar"))?;
             f.write_all(&bytes).map_err(io_err("writing a sidecar"))?;
-            f.sync_all().map_err(io_err("syncing a sidecar"))
+            sync(&f, self.durable, "a sidecar")
         })();
         if let Err(e) = res {
             cleanup(&new_data_path);
@@ -561,11 +589,14 @@ pub struct Storage {
     uploads: Mutex<HashMap<String, Arc<Upload>>>,
     /// Serialises appends (an append reads the current version and publishes the next).
     append_lock: tokio::sync::Mutex<()>,
+    durable: bool,
 }
 
 impl Storage {
     /// Open (creating as needed) the data dir and rebuild the indexes from the sidecars.
-    pub fn open(root: &Path, bucket_names: &[String]) -> Result<Storage, StorageError> {
+    /// `durable: false` skips every fsync (`--no-fsync`): objects still survive a process
+    /// restart, not a machine crash.
+    pub fn open(root: &Path, bucket_names: &[String], durable: bool) -> Result<Storage, StorageError> {
         let state = root.join(".osslocal");
         let tmp_dir = state.join("tmp");
         let uploads_dir = state.join("uploads");
@@ -588,12 +619,14 @@ impl Storage {
                 name: name.clone(),
                 created,
                 dir,
+                durable,
                 index: Mutex::new(BTreeMap::new()),
             };
             bucket.rebuild()?;
             buckets.insert(name.clone(), Arc::new(bucket));
         }
         let storage = Storage {
+            durable,
             tmp_dir,
             uploads_dir,
             buckets,
@@ -647,7 +680,8 @@ impl Storage {
             (None, None)
         };
         let md5_in_writer = md5_tx.is_none();
-        let writer = tokio::task::spawn_blocking(move || write_loop(file, prefix, rx, md5_in_writer));
+        let durable = self.durable;
+        let writer = tokio::task::spawn_blocking(move || write_loop(file, prefix, rx, md5_in_writer, durable));
         let mut got: u64 = 0;
         let mut buf = BytesMut::with_capacity(IO_CHUNK_BYTES);
         let mut failure = None;
@@ -715,12 +749,13 @@ impl Storage {
     /// CompleteMultipartUpload). `with_md5: false` leaves `Written::md5` zero.
     pub async fn copy_ranges(&self, ranges: Vec<FileRange>, with_md5: bool) -> Result<Written, StorageError> {
         let (temp, mut file) = self.new_temp()?;
+        let durable = self.durable;
         let res = tokio::task::spawn_blocking(move || {
             let mut h = Hashers::new(with_md5);
             for mut r in ranges {
                 copy_range(&mut file, &mut r, &mut h)?;
             }
-            file.sync_all().map_err(io_err("syncing a temp file"))?;
+            sync(&file, durable, "a temp file")?;
             Ok::<_, StorageError>(h.finish())
         })
         .await
@@ -744,19 +779,23 @@ impl Storage {
         bucket.commit(&self.tmp_dir, meta, data, forbid_overwrite, None)
     }
 
-    /// AppendObject: `position` must equal the current length (0 creates the object).
+    /// AppendObject: `req.position` must equal the current length (0 creates the object).
     pub async fn append<S>(
         &self,
         bucket: &Arc<Bucket>,
         key: &str,
-        position: u64,
+        req: AppendRequest,
         body: S,
-        expected: BodyLen,
-        meta: WriteMeta,
     ) -> Result<Arc<ObjectMeta>, StorageError>
     where
         S: futures::Stream<Item = Result<Bytes, String>> + Unpin,
     {
+        let AppendRequest {
+            position,
+            expected,
+            meta,
+            content_md5,
+        } = req;
         let _serial = self.append_lock.lock().await;
         let cur = bucket.get(key);
         let (prefix, write_meta, expect) = match &cur {
@@ -790,7 +829,13 @@ impl Storage {
                 (prefix, m.meta.clone(), Some(m.etag.clone()))
             }
         };
+        let creating = prefix.is_none();
         let w = self.ingest(prefix, body, expected).await?;
+        // Content-MD5 covers the appended bytes; their MD5 is known when they are the whole
+        // object. Later appends are verified by the client through the chained CRC.
+        if creating && content_md5.is_some_and(|m| m != w.md5) {
+            return Err(StorageError::BadDigest);
+        }
         let meta = ObjectMeta {
             key: key.to_string(),
             size: w.size,
@@ -830,7 +875,7 @@ impl Storage {
             initiated_ms: now_ms(),
             meta,
         };
-        write_json_atomic(&dir, &self.tmp_dir, "upload.json", &info)?;
+        write_json_atomic(&dir, &self.tmp_dir, "upload.json", &info, self.durable)?;
         let up = Arc::new(Upload {
             info,
             dir,
@@ -871,7 +916,13 @@ impl Storage {
             last_modified_ms: now_ms(),
             file,
         };
-        write_json_atomic(&up.dir, &self.tmp_dir, &format!("part-{number}.json"), &info)?;
+        write_json_atomic(
+            &up.dir,
+            &self.tmp_dir,
+            &format!("part-{number}.json"),
+            &info,
+            self.durable,
+        )?;
         let old = lock(&up.parts).insert(number, info.clone());
         if let Some(old) = old {
             let _ = std::fs::remove_file(up.dir.join(old.file));
@@ -1008,6 +1059,7 @@ fn write_loop(
     prefix: Option<FileRange>,
     mut rx: mpsc::Receiver<Bytes>,
     with_md5: bool,
+    durable: bool,
 ) -> Result<(Option<[u8; 16]>, u64, u64), StorageError> {
     let mut h = Hashers::new(with_md5);
     if let Some(mut p) = prefix {
@@ -1017,7 +1069,7 @@ fn write_loop(
         h.update(&chunk);
         file.write_all(&chunk).map_err(io_err("writing a temp file"))?;
     }
-    file.sync_all().map_err(io_err("syncing a temp file"))?;
+    sync(&file, durable, "a temp file")?;
     Ok(h.finish())
 }
 
@@ -1097,7 +1149,7 @@ mod tests {
     #[test]
     fn listing_with_delimiter_skips_whole_prefixes_and_resumes() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Storage::open(dir.path(), &["b".to_string()]).unwrap();
+        let s = Storage::open(dir.path(), &["b".to_string()], true).unwrap();
         let b = s.bucket("b").unwrap();
         for k in ["a/1", "a/2", "a/sub/x", "a/sub/y", "a/z", "b"] {
             s.commit(&b, meta(k), None, false).unwrap();
@@ -1126,7 +1178,7 @@ mod tests {
         assert!(!b.delete("b").unwrap());
         // restart keeps the index
         drop(s);
-        let s = Storage::open(dir.path(), &["b".to_string()]).unwrap();
+        let s = Storage::open(dir.path(), &["b".to_string()], true).unwrap();
         assert_eq!(s.bucket("b").unwrap().len(), 5);
     }
 }

@@ -585,6 +585,13 @@ fn append_rules() {
     assert_eq!(r.h("x-oss-next-append-position"), Some("0"));
     let r = s
         .req("POST", "/bkt/log?append&position=0")
+        .header("Content-MD5", "1B2M2Y8AsgTpgAmY7PhCfg==")
+        .body(b"hello ")
+        .send();
+    assert_eq!((r.status, r.code().as_deref()), (400, Some("BadDigest")));
+    assert_eq!(s.get("/bkt/log").status, 404, "a bad digest creates nothing");
+    let r = s
+        .req("POST", "/bkt/log?append&position=0")
         .header("Content-Type", "text/plain")
         .body(b"hello ")
         .send();

@@ -296,3 +296,15 @@ fn bad_command_lines_fail_with_a_message() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("osslocal:"), "{args:?}");
     }
 }
+
+#[test]
+fn no_fsync_mode_still_survives_a_restart() {
+    let mut s = Server::start(&["--anonymous", "--bucket", "bkt", "--no-fsync"]);
+    let data = pattern(70_000, 2);
+    assert_eq!(s.put("/bkt/k", &data).status, 200);
+    let id = s.req("POST", "/bkt/m?uploads").send().xml("UploadId").unwrap();
+    assert_eq!(s.put(&format!("/bkt/m?partNumber=1&uploadId={id}"), b"p").status, 200);
+    s.restart();
+    assert_eq!(s.get("/bkt/k").body, data);
+    assert_eq!(s.get(&format!("/bkt/m?uploadId={id}")).xml_all("PartNumber"), ["1"]);
+}
