@@ -205,3 +205,32 @@ def test_sts_counted_in_stats(server, admin):
     assume_role(server)
     after = admin.stats()["sts"].get("AssumeRole", 0)
     assert after - before == 2
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # get_response: the SDK's raw-answer call
+def test_xml_format(server):
+    """Format=XML (the RPC default when Format is absent is XML too): <AssumeRoleResponse>."""
+    import xml.etree.ElementTree as ET
+
+    from aliyunsdksts.request.v20150401.AssumeRoleRequest import AssumeRoleRequest
+
+    req = sts_request(server, AssumeRoleRequest())
+    req.set_RoleArn(ROLE_FULL)
+    req.set_RoleSessionName("xml-format")
+    req.set_DurationSeconds(900)
+    req.set_accept_format("XML")
+    status, _headers, body = sts_client(server).get_response(req)
+    assert status == 200, body
+    root = ET.fromstring(body)
+    assert root.tag == "AssumeRoleResponse"
+    assert root.findtext("Credentials/AccessKeyId", "").startswith("STS.")
+    assert root.findtext("Credentials/SecurityToken")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", root.findtext("Credentials/Expiration", ""))
+
+    # Errors in XML too.
+    req.set_RoleSessionName("x")
+    status, _headers, body = sts_client(server).get_response(req)
+    assert status == 400
+    root = ET.fromstring(body)
+    assert root.tag == "Error"
+    assert root.findtext("Code") == "InvalidParameter.RoleSessionName"
