@@ -234,3 +234,21 @@ def test_xml_format(server):
     root = ET.fromstring(body)
     assert root.tag == "Error"
     assert root.findtext("Code") == "InvalidParameter.RoleSessionName"
+
+
+@pytest.mark.parametrize("secret,expected", [(USER_SK, None), ("wrong-secret", "InvalidAccessKeySecret")])
+def test_assume_role_with_get(server, secret, expected):
+    """GET with every parameter in the query (the credentials SDKs' shape); the method is signed."""
+    from aliyunsdksts.request.v20150401.AssumeRoleRequest import AssumeRoleRequest
+
+    req = sts_request(server, AssumeRoleRequest())
+    req.set_method("GET")
+    req.set_RoleArn(ROLE_FULL)
+    req.set_RoleSessionName("get-method")
+    client = sts_client(server, USER_AK, secret)
+    if expected is None:
+        answer = json.loads(client.do_action_with_exception(req))
+        assert answer["Credentials"]["AccessKeyId"].startswith("STS.")
+    else:
+        err = sts_error(client.do_action_with_exception, req)
+        assert err.get_error_code() == expected, err.get_error_msg()
