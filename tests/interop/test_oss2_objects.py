@@ -492,3 +492,21 @@ def test_object_name_limits(server, prefix, version):
     err = oss2_error(b.put_object, "\\" + prefix + "leading-backslash", b"x")
     assert err.status == 400
     assert err.code == "InvalidObjectName"
+
+
+def test_v4_presigned_with_additional_headers(server, prefix):
+    """x-oss-additional-headers: extra headers (here `host` and a custom one) enter the signature."""
+    import requests
+
+    b = oss2_bucket(server, USER_CREDS, "v4")
+    key = prefix + "additional-headers.txt"
+    b.put_object(key, b"additional")
+    headers = {"x-custom-signed": "yes"}
+    url = b.sign_url("GET", key, 300, headers=headers, additional_headers={"host", "x-custom-signed"})
+    assert "x-oss-additional-headers=" in url
+    r = requests.get(url, headers=headers, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.content == b"additional"
+    r = requests.get(url, headers={"x-custom-signed": "tampered"}, timeout=10)
+    assert r.status_code == 403
+    assert "<Code>SignatureDoesNotMatch</Code>" in r.text
