@@ -104,6 +104,18 @@ class Server:
             return f"<no stderr: {err}>"
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM osslocal if pytest itself dies (Linux prctl)."""
+    try:
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def _read_first_line(path: Path) -> str:
     try:
         with path.open("r", errors="replace") as f:
@@ -141,7 +153,14 @@ def server(tmp_path_factory) -> Server:
     stderr = (log_dir / "stderr.log").open("wb")
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "warn")
-    proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        args,
+        stdout=stdout,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        preexec_fn=_die_with_parent,
+    )
     stdout.close()
     stderr.close()
 
