@@ -443,3 +443,33 @@ def test_paginators_over_special_keys(v2, prefix):
     assert [o.key for p in pages for o in p.contents] == keys
     pages = v2.list_objects_paginator().iter_page(oss.ListObjectsRequest(bucket=BUCKET, prefix=prefix), limit=2)
     assert [o.key for p in pages for o in p.contents] == keys
+
+
+LARGE_LISTING_KEYS = 1005
+
+
+def test_list_pages_of_1000(server, prefix):
+    """ossmount lists with max-keys=1000: a full page, then the rest; above 1000 is never honoured."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = v2_client(server, USER_CREDS, "v4")
+    keys = sorted(f"{prefix}{i:05d}" for i in range(LARGE_LISTING_KEYS))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda k: put(client, k, b""), keys))
+    first = client.list_objects_v2(oss.ListObjectsV2Request(bucket=BUCKET, prefix=prefix, max_keys=1000))
+    assert first.key_count == 1000 and len(first.contents) == 1000
+    assert first.is_truncated
+    second = client.list_objects_v2(
+        oss.ListObjectsV2Request(
+            bucket=BUCKET, prefix=prefix, max_keys=1000, continuation_token=first.next_continuation_token
+        )
+    )
+    assert not second.is_truncated
+    assert [o.key for o in first.contents + second.contents] == keys
+    try:
+        over = client.list_objects_v2(oss.ListObjectsV2Request(bucket=BUCKET, prefix=prefix, max_keys=1001))
+    except oss.exceptions.OperationError as e:
+        err = e.unwrap()
+        assert err.status_code == 400 and err.code == "InvalidArgument"
+    else:
+        assert len(over.contents) <= 1000
