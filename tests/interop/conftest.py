@@ -138,16 +138,26 @@ def server(tmp_path_factory) -> Server:
 
     args = [
         str(binary),
-        "--listen", "127.0.0.1:0",
-        "--data-dir", str(data_dir),
-        "--bucket", BUCKET,
-        "--bucket", OTHER_BUCKET,
-        "--region", REGION,
-        "--access-key", f"{USER_AK}:{USER_SK}",
-        "--role", ROLE_FULL,
-        "--role", f"{ROLE_READONLY}=@{policy_file}",
-        "--min-duration", str(MIN_DURATION_SECS),
-        "--ready-file", str(ready_file),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        str(data_dir),
+        "--bucket",
+        BUCKET,
+        "--bucket",
+        OTHER_BUCKET,
+        "--region",
+        REGION,
+        "--access-key",
+        f"{USER_AK}:{USER_SK}",
+        "--role",
+        ROLE_FULL,
+        "--role",
+        f"{ROLE_READONLY}=@{policy_file}",
+        "--min-duration",
+        str(MIN_DURATION_SECS),
+        "--ready-file",
+        str(ready_file),
     ]
     stdout = (log_dir / "stdout.log").open("wb")
     stderr = (log_dir / "stderr.log").open("wb")
@@ -233,9 +243,7 @@ class Admin:
                 raw = resp.read()
                 status = resp.status
         except urllib.error.HTTPError as err:
-            raise AssertionError(
-                f"admin {method} /_osslocal/{path} answered {err.code}: {err.read()[:500]!r}"
-            ) from err
+            raise AssertionError(f"admin {method} /_osslocal/{path} answered {err.code}: {err.read()[:500]!r}") from err
         assert 200 <= status < 300, f"admin {method} {path} answered {status}"
         if raw.strip():
             try:

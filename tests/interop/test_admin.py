@@ -9,7 +9,6 @@ import uuid
 import alibabacloud_oss_v2 as oss
 import oss2
 import pytest
-
 from conftest import BUCKET, USER_CREDS, crc64, oss2_bucket, oss2_error, payload, v2_client, v2_error
 
 LATENCY_MS = 300
@@ -117,7 +116,9 @@ def test_injected_errors_are_retried_by_v2_sdk(server, faults):
     data = payload(2048, seed=41)
     oss2_bucket(server, USER_CREDS, "v4").put_object(key, data)
     faults.reset_stats()
-    faults.set_faults(error_rate=1.0, error_status=503, error_code="ServiceUnavailable", ops=["GetObject"], max_faults=2)
+    faults.set_faults(
+        error_rate=1.0, error_status=503, error_code="ServiceUnavailable", ops=["GetObject"], max_faults=2
+    )
     client = v2_client(server, USER_CREDS, "v4")  # default: 3 attempts, 503 is retryable
     got = client.get_object(oss.GetObjectRequest(bucket=BUCKET, key=key))
     assert got.body.read() == data

@@ -9,7 +9,6 @@ import uuid
 import alibabacloud_oss_v2 as oss
 import oss2
 import pytest
-
 from conftest import (
     BUCKET,
     MIN_DURATION_SECS,
@@ -105,12 +104,21 @@ def test_anonymous_refused(server):
 
 def test_wrong_region_in_v4_scope(server):
     """V4 scope region must be the server's region."""
-    b = oss2.Bucket(oss2.AuthV4(USER_CREDS.access_key_id, USER_CREDS.access_key_secret), server.endpoint, BUCKET,
-                    region="cn-beijing")
+    b = oss2.Bucket(
+        oss2.AuthV4(USER_CREDS.access_key_id, USER_CREDS.access_key_secret),
+        server.endpoint,
+        BUCKET,
+        region="cn-beijing",
+    )
     err = oss2_error(b.get_object, "anything")
     assert err.status in (400, 403)
-    assert err.code in ("SignatureDoesNotMatch", "InvalidArgument", "AuthorizationHeaderMalformed",
-                        "InvalidRegion", "AccessDenied")
+    assert err.code in (
+        "SignatureDoesNotMatch",
+        "InvalidArgument",
+        "AuthorizationHeaderMalformed",
+        "InvalidRegion",
+        "AccessDenied",
+    )
 
 
 def test_clock_skew(server, faults):

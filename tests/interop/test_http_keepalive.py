@@ -58,7 +58,9 @@ def test_error_before_body_keeps_connection_usable_or_closes_it_explicitly(serve
             if b"connection: close" in headers:
                 continue  # explicit close: the client will not reuse the connection
             try:
-                sock.sendall(b"GET /interop-bucket/keepalive HTTP/1.1\r\nHost: " + server.address.encode() + b"\r\n\r\n")
+                sock.sendall(
+                    b"GET /interop-bucket/keepalive HTTP/1.1\r\nHost: " + server.address.encode() + b"\r\n\r\n"
+                )
                 second = _read_response(sock)
             except OSError as err:
                 second = repr(err).encode()

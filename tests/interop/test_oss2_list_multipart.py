@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import oss2
 import pytest
-
 from conftest import BUCKET, SPECIAL_KEY, crc64, oss2_error, payload
 
 MIN_PART_SIZE_BYTES = 100 * 1024
@@ -57,7 +56,7 @@ def test_list_v2_delimiter(ob, prefix):
         if not r.is_truncated:
             break
         token = r.next_continuation_token
-    assert files == [k for k in keys if "/" not in k[len(prefix):]]
+    assert files == [k for k in keys if "/" not in k[len(prefix) :]]
     assert dirs == [prefix + "a/", prefix + "b/"]
     assert pages == 3  # 12 entries, 5 per page
 
@@ -106,13 +105,13 @@ def test_list_v1_marker_pagination(ob, prefix):
     # Entries (objects and common prefixes) come merged in key order across pages.
     it = oss2.ObjectIterator(ob, prefix=prefix, delimiter="/", max_keys=4)
     listed = [o.key for o in it]
-    assert listed == [prefix + "a/", prefix + "b/"] + [k for k in keys if "/" not in k[len(prefix):]]
+    assert listed == [prefix + "a/", prefix + "b/"] + [k for k in keys if "/" not in k[len(prefix) :]]
 
 
 def test_list_v1_delimiter(ob, prefix):
     keys = _populate(ob, prefix)
     r = ob.list_objects(prefix=prefix, delimiter="/", max_keys=100)
-    assert [o.key for o in r.object_list] == [k for k in keys if "/" not in k[len(prefix):]]
+    assert [o.key for o in r.object_list] == [k for k in keys if "/" not in k[len(prefix) :]]
     assert r.prefix_list == [prefix + "a/", prefix + "b/"]
     assert not r.is_truncated
 
@@ -166,7 +165,9 @@ def test_multipart_full_cycle(ob, prefix):
     assert head.content_type == "application/x-mp"
     assert head.etag == done.etag
     assert ob.get_object(key).read() == whole
-    assert ob.get_object(key, byte_range=(len(part1) - 5, len(part1) + 4)).read() == whole[len(part1) - 5 : len(part1) + 5]
+    assert (
+        ob.get_object(key, byte_range=(len(part1) - 5, len(part1) + 4)).read() == whole[len(part1) - 5 : len(part1) + 5]
+    )
     assert ob.list_multipart_uploads(prefix=prefix).upload_list == []
 
 
@@ -190,7 +191,10 @@ def test_multipart_entity_too_small(ob, prefix):
     r1 = ob.upload_part(key, upload_id, 1, b"a" * 1000)
     r2 = ob.upload_part(key, upload_id, 2, b"b" * 10)
     err = oss2_error(
-        ob.complete_multipart_upload, key, upload_id, [oss2.models.PartInfo(1, r1.etag), oss2.models.PartInfo(2, r2.etag)]
+        ob.complete_multipart_upload,
+        key,
+        upload_id,
+        [oss2.models.PartInfo(1, r1.etag), oss2.models.PartInfo(2, r2.etag)],
     )
     assert err.status == 400
     assert err.code == "EntityTooSmall"
@@ -246,7 +250,7 @@ def test_list_parts_pagination(ob, prefix, max_parts):
         ob.upload_part(key, upload_id, n, bytes([n]))
     seen, marker = [], 0
     while True:
-        r = ob.list_parts(key, upload_id, marker=str(marker) if marker else '', max_parts=max_parts)
+        r = ob.list_parts(key, upload_id, marker=str(marker) if marker else "", max_parts=max_parts)
         assert len(r.parts) <= max_parts
         seen += [p.part_number for p in r.parts]
         if not r.is_truncated:

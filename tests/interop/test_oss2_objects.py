@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import oss2
 import pytest
-
 from conftest import (
     BUCKET,
     MISSING_BUCKET,
@@ -465,9 +464,7 @@ def test_virtual_hosted_style(server, prefix, version, loopback_invalid_domain):
     assert oss2_bucket(server, USER_CREDS, version).get_object(key).read() == b"virtual"
 
     cfg = oss.config.load_default()
-    cfg.credentials_provider = oss.credentials.StaticCredentialsProvider(
-        creds.access_key_id, creds.access_key_secret
-    )
+    cfg.credentials_provider = oss.credentials.StaticCredentialsProvider(creds.access_key_id, creds.access_key_secret)
     cfg.region = REGION
     cfg.endpoint = endpoint
     cfg.signature_version = version

@@ -6,7 +6,6 @@ from __future__ import annotations
 import alibabacloud_oss_v2 as oss
 import oss2
 import pytest
-
 from conftest import BUCKET, SPECIAL_KEY, USER_CREDS, crc64, oss2_bucket, oss2_error, payload, v2_client
 
 TRANSFER_SIZE_BYTES = 1_200_000

@@ -9,7 +9,6 @@ import uuid
 
 import pytest
 from aliyunsdksts.request.v20150401.GetCallerIdentityRequest import GetCallerIdentityRequest
-
 from conftest import (
     ACCOUNT_ID,
     MIN_DURATION_SECS,
@@ -128,7 +127,10 @@ def test_wrong_secret(server):
 def test_wrong_secret_with_policy_with_spaces(server):
     """Same byte-exact check with a pretty-printed policy (spaces, newlines, quotes)."""
     policy = json.dumps(
-        {"Version": "1", "Statement": [{"Effect": "Allow", "Action": ["oss:GetObject"], "Resource": ["acs:oss:*:*:*"]}]},
+        {
+            "Version": "1",
+            "Statement": [{"Effect": "Allow", "Action": ["oss:GetObject"], "Resource": ["acs:oss:*:*:*"]}],
+        },
         indent=2,
     )
     err = sts_error(assume_role_raw, server, sk="wrong-secret", policy=policy)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime
 import urllib.parse
-import alibabacloud_oss_v2 as oss
-import pytest
 
+import alibabacloud_oss_v2 as oss
 from conftest import (
     BUCKET,
     MISSING_BUCKET,
@@ -178,7 +177,7 @@ def test_list_v2_pagination_and_delimiter(v2, prefix):
     )
     files = [o.key for p in pages for o in p.contents]
     dirs = [c.prefix for p in pages for c in (p.common_prefixes or [])]
-    assert files == [k for k in keys if "/" not in k[len(prefix):]]
+    assert files == [k for k in keys if "/" not in k[len(prefix) :]]
     assert dirs == [prefix + "d/"]
     assert len(pages) == 3  # 11 entries, 4 per page
 
@@ -309,7 +308,9 @@ def test_multipart_complete_all_header(v2, prefix):
 def test_multipart_abort_and_errors(v2, prefix):
     key = prefix + "abort.bin"
     upload_id = v2.initiate_multipart_upload(oss.InitiateMultipartUploadRequest(bucket=BUCKET, key=key)).upload_id
-    r1 = v2.upload_part(oss.UploadPartRequest(bucket=BUCKET, key=key, upload_id=upload_id, part_number=1, body=b"a" * 100))
+    r1 = v2.upload_part(
+        oss.UploadPartRequest(bucket=BUCKET, key=key, upload_id=upload_id, part_number=1, body=b"a" * 100)
+    )
     r2 = v2.upload_part(oss.UploadPartRequest(bucket=BUCKET, key=key, upload_id=upload_id, part_number=2, body=b"b"))
     err = v2_error(
         v2.complete_multipart_upload,
@@ -352,7 +353,9 @@ def test_append(v2, prefix):
     assert int(err.headers.get("x-oss-next-append-position")) == len(a) + len(b)
 
     put(v2, prefix + "normal", b"n")
-    err = v2_error(v2.append_object, oss.AppendObjectRequest(bucket=BUCKET, key=prefix + "normal", position=1, body=b"x"))
+    err = v2_error(
+        v2.append_object, oss.AppendObjectRequest(bucket=BUCKET, key=prefix + "normal", position=1, body=b"x")
+    )
     assert err.status_code == 409
     assert err.code == "ObjectNotAppendable"
 
