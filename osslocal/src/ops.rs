@@ -413,11 +413,15 @@ pub async fn handle(
         Op::UploadPart | Op::UploadPartCopy => upload_part(&ctx, body).await,
         Op::CompleteMultipartUpload => complete(&ctx, body).await,
         Op::AbortMultipartUpload => {
-            let id = ctx.q.get("uploadId").unwrap_or("");
+            let id = ctx.q.get("uploadId").unwrap_or("").to_string();
             let b = ctx.bucket()?;
-            match ctx.app.storage.upload(&b.name, &ctx.key, id) {
-                Some(_) if ctx.app.storage.remove_upload(id) => status_only(StatusCode::NO_CONTENT),
-                _ => Err(no_such_upload(id)),
+            if ctx.app.storage.upload(&b.name, &ctx.key, &id).is_none() {
+                return Err(no_such_upload(&id));
+            }
+            let (app, id2) = (ctx.app.clone(), id.clone());
+            match blocking(move || Ok(app.storage.remove_upload(&id2))).await? {
+                true => status_only(StatusCode::NO_CONTENT),
+                false => Err(no_such_upload(&id)),
             }
         }
         Op::ListParts => list_parts(&ctx),

@@ -265,7 +265,8 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Re
     app.stats.request();
     let head = req.method() == Method::HEAD;
     let host = host_of(&req);
-    let resp = match route(&app, req, &request_id, &host).await {
+    let has_body = declares_body(req.headers());
+    let mut resp = match route(&app, req, &request_id, &host).await {
         Ok(r) => r,
         Err(e) => {
             app.stats.error(e.code);
@@ -273,7 +274,22 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Re
             error_response(&e, &request_id, &host, head)
         }
     };
+    // An error may be answered before the request body was read; hyper then cannot reuse the
+    // connection. Say so, or a pooled client's next request fails on a silently closed socket.
+    if has_body && !resp.status().is_success() {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     finish(&app, resp, &request_id)
+}
+
+/// The request announces a body (non-zero Content-Length or a transfer coding).
+fn declares_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
 }
 
 fn is_form(headers: &HeaderMap) -> bool {

@@ -40,6 +40,8 @@ pub static CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_XZ);
 pub const IO_CHUNK_BYTES: usize = 1024 * 1024;
 /// Bounded queue between the network task and the blocking writer thread.
 const WRITER_QUEUE_CHUNKS: usize = 4;
+/// A stalled upload (client alive but sending nothing) is abandoned after this long.
+const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// How often an open races with a concurrent replace before giving up.
 const OPEN_RETRIES: usize = 8;
 
@@ -685,7 +687,12 @@ impl Storage {
         let mut got: u64 = 0;
         let mut buf = BytesMut::with_capacity(IO_CHUNK_BYTES);
         let mut failure = None;
-        while let Some(item) = body.next().await {
+        loop {
+            let item = match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) => Err(format!("no body data for {} s", BODY_IDLE_TIMEOUT.as_secs())),
+            };
             match item {
                 Ok(chunk) => {
                     got += chunk.len() as u64;
