@@ -355,3 +355,47 @@ def test_session_policy_with_unicode_and_reserved_characters(server):
     b.put_object(allowed_prefix + "文件.txt", b"ok")
     assert b.get_object(allowed_prefix + "文件.txt").read() == b"ok"
     _assert_denied_oss2(b.put_object, "目录/elsewhere.txt", b"no")
+
+
+def test_session_policy_bucket_level_actions(server, seeded):
+    """Bucket operations are authorized against `acs:oss:*:*:<bucket>` (no key)."""
+    public_key, private_key = seeded
+    policy = json.dumps(
+        {
+            "Version": "1",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["oss:ListObjects", "oss:GetBucketInfo"],
+                    "Resource": [f"acs:oss:*:*:{BUCKET}"],
+                },
+                {"Effect": "Allow", "Action": "oss:GetObject", "Resource": f"acs:oss:*:*:{BUCKET}/{READONLY_PREFIX}*"},
+            ],
+        }
+    )
+    creds = assume_role(server, session_name="bucket-level", policy=policy)
+    b = oss2_bucket(server, creds, "v1")
+    listed = [o.key for o in b.list_objects_v2(prefix=public_key).object_list]
+    assert listed == [public_key]
+    assert [o.key for o in b.list_objects(prefix=private_key).object_list] == [private_key]
+    assert b.get_bucket_info().name == BUCKET
+    assert b.get_object(public_key).read() == b"public data"
+    _assert_denied_oss2(b.get_object, private_key)
+    _assert_denied_oss2(b.get_bucket_location)
+    _assert_denied_oss2(b.list_multipart_uploads)
+
+
+def test_expired_token_in_presigned_url(server, faults):
+    import requests
+
+    creds = assume_role(server, session_name="presign-expiry")
+    key = f"expiry/{uuid.uuid4().hex}"
+    oss2_bucket(server, USER_CREDS, "v4").put_object(key, b"p")
+    urls = [oss2_bucket(server, creds, version).sign_url("GET", key, 300) for version in ("v1", "v4")]
+    for url in urls:
+        assert requests.get(url, timeout=10).content == b"p"
+    faults.set_faults(expire_tokens=True)
+    for url in urls:
+        r = requests.get(url, timeout=10)
+        assert r.status_code == 403
+        assert "<Code>SecurityTokenExpired</Code>" in r.text
