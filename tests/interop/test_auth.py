@@ -399,3 +399,18 @@ def test_expired_token_in_presigned_url(server, faults):
         r = requests.get(url, timeout=10)
         assert r.status_code == 403
         assert "<Code>SecurityTokenExpired</Code>" in r.text
+
+
+def test_time_offset_fault_moves_token_expiry(server, faults):
+    """The admin clock offset applies to token expiry too: a 60 s token is dead 120 s "later"
+    (still well inside the 15-minute skew window)."""
+    creds = assume_role(server, session_name="offset-expiry", duration=60)
+    key = f"expiry/{uuid.uuid4().hex}"
+    b = oss2_bucket(server, creds, "v4")
+    b.put_object(key, b"o")
+    faults.set_faults(time_offset_secs=120)
+    err = oss2_error(b.get_object, key)
+    assert err.status == 403
+    assert err.code == "SecurityTokenExpired"
+    faults.clear_faults()
+    assert b.get_object(key).read() == b"o"
