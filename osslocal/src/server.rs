@@ -258,10 +258,11 @@ fn finish(app: &App, mut resp: Response<RespBody>, request_id: &str) -> Response
 
 async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Response<RespBody> {
     let raw_path = req.uri().path().to_string();
-    if raw_path == "/_osslocal" || raw_path.starts_with("/_osslocal/") {
-        return crate::admin::handle_http(&app, req, remote).await;
-    }
     let request_id = app.request_id();
+    if raw_path == "/_osslocal" || raw_path.starts_with("/_osslocal/") {
+        let resp = crate::admin::handle_http(&app, req, remote).await;
+        return finish(&app, resp, &request_id);
+    }
     app.stats.request();
     let head = req.method() == Method::HEAD;
     let host = host_of(&req);
