@@ -275,3 +275,18 @@ def test_pagination_tokens_over_special_keys(ob, prefix, listing):
         else oss2.ObjectIterator(ob, prefix=prefix, max_keys=3)
     )
     assert [o.key for o in it] == keys
+
+
+def test_list_multipart_uploads_pagination_and_delimiter(ob, prefix):
+    keys = [prefix + "u/1", prefix + "u/2", prefix + "v", prefix + "w", prefix + "w"]  # two uploads for "w"
+    ids = [(k, ob.init_multipart_upload(k).upload_id) for k in keys]
+    try:
+        listed = [(u.key, u.upload_id) for u in oss2.MultipartUploadIterator(ob, prefix=prefix, max_uploads=2)]
+        assert sorted(listed) == sorted(ids)
+        assert [k for k, _ in listed] == sorted(k for k, _ in ids)
+        r = ob.list_multipart_uploads(prefix=prefix, delimiter="/")
+        assert r.prefix_list == [prefix + "u/"]
+        assert sorted(u.key for u in r.upload_list) == [prefix + "v", prefix + "w", prefix + "w"]
+    finally:
+        for k, upload_id in ids:
+            ob.abort_multipart_upload(k, upload_id)
