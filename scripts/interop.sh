@@ -9,7 +9,7 @@
 #   INTEROP_PROFILE    release|debug (default: debug, to share the pre-warmed build cache)
 #   INTEROP_TIMEOUT    per-test timeout in seconds (default: 60)
 #   PYTHON             python interpreter for the venv (default: python3)
-# Extra arguments are passed to pytest (e.g. -k multipart, -x).
+# Extra arguments are passed to pytest (e.g. -k multipart, -x); --setup-only only prepares .venv.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -80,6 +80,9 @@ build_osslocal() {
 ensure_python
 ensure_venv
 install_requirements
+if [ "${1:-}" = "--setup-only" ]; then
+    exit 0
+fi
 build_osslocal
 
 log "running SDK interop tests against $OSSLOCAL_BIN"
