@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogConfig;
 
 /// Filter used when `--log-level` is not given.
-pub const DEFAULT_LOG_FILTER: &str = "warn,ossmount=info";
+pub const DEFAULT_LOG_FILTER: &str = "warn,fuser=error,ossmount=info";
 
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub fn init(config: &LogConfig, to_stderr: bool) -> Result<(), LoggingError> {
     let filter_text = config.level.clone().unwrap_or_else(|| DEFAULT_LOG_FILTER.to_string());
     let filter_text = match filter_text.as_str() {
         // A bare level applies to ossmount; dependencies stay at warn.
-        "error" | "warn" | "info" | "debug" | "trace" => format!("warn,ossmount={filter_text}"),
+        "error" | "warn" | "info" | "debug" | "trace" => format!("warn,fuser=error,ossmount={filter_text}"),
         _ => filter_text,
     };
     let filter = EnvFilter::try_new(&filter_text).map_err(|e| LoggingError::Filter {

@@ -21,6 +21,8 @@ use crate::config::Config;
 
 /// How long unmount waits for in-flight uploads before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long an unmount on a signal retries while the kernel reports the mount busy.
+const UNMOUNT_BUSY_RETRY: Duration = Duration::from_secs(3);
 /// Prefix of the message the daemon child sends when the mount is live.
 const READY_MESSAGE: &str = "OK";
 
@@ -263,7 +265,8 @@ fn serve(config: Config, ready: Option<ReadyReport>) -> Result<(), MountError> {
     if let Some(signal) = signal_unmount {
         tracing::info!("{signal}: unmounting");
         if let Err(e) = unmounter.unmount() {
-            tracing::warn!("unmount of {} failed: {e}", config.mountpoint.display());
+            tracing::debug!("first unmount attempt of {} failed: {e}", config.mountpoint.display());
+            unmount_busy_mount(&config.mountpoint);
         }
     }
     let _ = session_thread.join();
@@ -279,6 +282,45 @@ fn serve(config: Config, ready: Option<ReadyReport>) -> Result<(), MountError> {
     tracing::info!("unmounted {}", config.mountpoint.display());
     runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(())
+}
+
+/// Unmount a mount that answered EBUSY: the kernel still holds files whose last close is
+/// being released (FUSE sends RELEASE asynchronously after close returns). Retry for a short
+/// while, then detach lazily so the daemon never hangs on a signal.
+fn unmount_busy_mount(mountpoint: &Path) {
+    let deadline = std::time::Instant::now() + UNMOUNT_BUSY_RETRY;
+    while std::time::Instant::now() < deadline {
+        if !is_mountpoint_in_use(mountpoint) || unmount_path(mountpoint, false).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match unmount_path(mountpoint, true) {
+        Ok(()) => tracing::warn!("{} was busy: detached lazily", mountpoint.display()),
+        Err(e) => tracing::error!("cannot unmount {}: {e}; use fusermount3 -u -z", mountpoint.display()),
+    }
+}
+
+fn unmount_path(mountpoint: &Path, lazy: bool) -> std::io::Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        let flags = if lazy {
+            nix::mount::MntFlags::MNT_DETACH
+        } else {
+            nix::mount::MntFlags::empty()
+        };
+        return nix::mount::umount2(mountpoint, flags).map_err(std::io::Error::from);
+    }
+    let mut cmd = std::process::Command::new("fusermount3");
+    cmd.arg("-u").arg("-q");
+    if lazy {
+        cmd.arg("-z");
+    }
+    let status = cmd.arg(mountpoint).status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("fusermount3 exited with {status}")))
+    }
 }
 
 /// One ListObjectsV2 (max-keys 1) on the prefix: proves endpoint, bucket, credentials, clock

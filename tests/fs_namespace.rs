@@ -30,7 +30,7 @@ async fn lookup_finds_files_markers_and_implicit_dirs_with_one_list_each() {
     let i = fs.lookup(ROOT, name("implicit")).await.unwrap();
     assert_eq!(i.attr.kind, FileType::Directory);
     assert_eq!(m.op_count(MockOp::ListObjects), 3);
-    assert_eq!(m.op_count(MockOp::HeadObject), 0);
+    assert_eq!(m.op_count(MockOp::HeadObject), 1, "the file's user metadata, once");
 
     let err = fs.lookup(ROOT, name("missing")).await.unwrap_err();
     assert_eq!(err.errno(), libc::ENOENT);
@@ -78,11 +78,12 @@ async fn attributes_expire_and_getattr_heads_once() {
     cfg.metadata_ttl = Some(Duration::from_millis(50));
     let fs = ossmount::fs::OssFs::new(m.clone(), cfg).unwrap();
     let e = fs.lookup(ROOT, name("f")).await.unwrap();
-    // The listing has no user metadata: defaults until a HEAD.
-    assert_eq!(e.attr.perm, 0o644);
+    // A path lookup finds the file by listing (no user metadata) and HEADs it once.
+    assert_eq!(m.op_count(MockOp::HeadObject), 1);
+    assert_eq!(e.attr.perm, 0o600);
     tokio::time::sleep(Duration::from_millis(80)).await;
     let a = fs.getattr(e.attr.ino.0, None).await.unwrap();
-    assert_eq!(m.op_count(MockOp::HeadObject), 1);
+    assert_eq!(m.op_count(MockOp::HeadObject), 2, "getattr revalidates after the TTL");
     assert_eq!(a.attr.perm, 0o600);
     assert_eq!(a.attr.uid, 42);
     assert_eq!(

@@ -536,8 +536,19 @@ impl<C: ObjectClient> OssFs<C> {
         if !valid_name(name) {
             return Err(err(libc::ENOENT, format!("{name:?} is not a valid name")));
         }
+        let path = join_path(&parent.path, name);
+        let cached = self
+            .inodes
+            .by_path(&path)
+            .is_some_and(|i| i.is_fresh(self.config.metadata_ttl));
         match self.child(&parent, name).await? {
-            Some(inode) => {
+            Some(mut inode) => {
+                // A file found by this lookup's listing (not one a listing just showed) whose
+                // user metadata was never read: one HEAD, so a path-based stat shows the mode,
+                // owner and mtime other clients set (listings carry none).
+                if !cached && Self::metadata_unknown(&inode) {
+                    inode = self.revalidate(&inode).await?;
+                }
                 self.inodes.add_lookup(inode.ino);
                 Ok(self.entry_of(&inode))
             }
@@ -546,6 +557,13 @@ impl<C: ObjectClient> OssFs<C> {
                 format!("{} not found", join_path(&parent.path, name)),
             )),
         }
+    }
+
+    fn metadata_unknown(inode: &Inode) -> bool {
+        inode.kind == Kind::File
+            && !inode.local_only
+            && inode.stat.etag.is_some()
+            && inode.stat.meta_etag != inode.stat.etag
     }
 
     pub fn forget(&self, ino: u64, nlookup: u64) {

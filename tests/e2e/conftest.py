@@ -51,7 +51,7 @@ class OssLocal:
         noput = policies / "noput.json"
         noput.write_text(json.dumps({"Version": "1", "Statement": [
             {"Effect": "Allow", "Action": "oss:*", "Resource": "*"},
-            {"Effect": "Deny", "Action": ["oss:PutObject"], "Resource": "acs:oss:*:*:%s/denied/*" % BUCKET}]}))
+            {"Effect": "Deny", "Action": ["oss:PutObject"], "Resource": "acs:oss:*:*:%s/deny-test/denied/?*" % BUCKET}]}))
         self.log = open(self.workdir / "osslocal.log", "wb")
         self.proc = subprocess.Popen(
             [str(OSSLOCAL), "--listen", "127.0.0.1:0", "--data-dir", str(self.data), "--bucket", BUCKET,

@@ -142,7 +142,7 @@ def test_sigterm_unmounts_cleanly(make_mount):
     deadline = time.time() + 20
     while is_mounted(m.path) and time.time() < deadline:
         time.sleep(0.1)
-    assert not is_mounted(m.path)
+    assert not is_mounted(m.path), m.log_text()[-3000:]
 
 
 def test_check_prints_and_exits(server, tmp_path):
