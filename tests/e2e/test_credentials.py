@@ -152,3 +152,45 @@ def test_check_prints_and_exits(server, tmp_path):
     assert r.returncode == 0, r.stderr
     assert BUCKET in r.stdout and "environment" in r.stdout.lower()
     assert not is_mounted(tmp_path)
+
+
+def test_sts_outage_longer_than_token_life(server, make_mount, tmp_path):
+    """STS down for twice the token lifetime: operations keep working while the token is
+    valid, fail promptly once it expired, and work again within seconds after STS returns,
+    with no remount."""
+    life = 10
+    m = make_mount(prefix="outage/", duration=life)
+    src = tmp_path / "p"
+    write_random(src, 64 << 10, 3)
+
+    def op(i):
+        t0 = time.time()
+        r = subprocess.run(["cp", str(src), str(m.path / f"f{i}")], capture_output=True, text=True, timeout=60)
+        return r.returncode == 0, time.time() - t0
+
+    assert op(0)[0]
+    server.faults(sts_outage=True)
+    try:
+        outcomes = []
+        t_start = time.time()
+        i = 1
+        while time.time() - t_start < 2 * life:
+            ok, took = op(i)
+            outcomes.append((time.time() - t_start, ok, took))
+            i += 1
+            time.sleep(0.5)
+        assert outcomes[0][1], "the first operation right after STS went down must still succeed"
+        failed = [o for o in outcomes if not o[1]]
+        assert failed, "the token outlived twice its lifetime?"
+        assert max(o[2] for o in failed) < 10, f"failures were not prompt: {failed}"
+    finally:
+        server.clear_faults()
+    t_back = time.time()
+    while True:
+        ok, _ = op(i)
+        i += 1
+        if ok:
+            break
+        assert time.time() - t_back < 10, "did not recover within seconds of STS returning"
+        time.sleep(0.5)
+    assert is_mounted(m.path)
