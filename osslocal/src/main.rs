@@ -25,7 +25,7 @@ use std::sync::Arc;
 use clap::Parser;
 
 /// How long shutdown waits for in-flight blocking I/O.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+const SHUTDOWN_GRACE_SECS: u64 = 5;
 
 #[derive(Parser, Debug)]
 #[command(name = "osslocal", version, about = "A local OSS + STS server for testing ossmount")]
@@ -236,7 +236,7 @@ fn run(cli: Cli) -> Result<(), MainError> {
         Ok::<(), MainError>(())
     })?;
     // Give blocking writers/readers a moment to notice their peers are gone.
-    rt.shutdown_timeout(SHUTDOWN_GRACE);
+    rt.shutdown_timeout(std::time::Duration::from_secs(SHUTDOWN_GRACE_SECS));
     Ok(())
 }
 

@@ -34,7 +34,7 @@ pub const DEFAULT_LIST_KEYS: usize = 100;
 pub const MAX_PART_NUMBER: u32 = 10000;
 pub const MAX_DELETE_KEYS: usize = 1000;
 /// Pause before an injected connection reset so the bytes before the cut reach the client.
-const RESET_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
+const RESET_FLUSH_GRACE_MS: u64 = 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -413,11 +413,15 @@ pub async fn handle(
         Op::UploadPart | Op::UploadPartCopy => upload_part(&ctx, body).await,
         Op::CompleteMultipartUpload => complete(&ctx, body).await,
         Op::AbortMultipartUpload => {
-            let id = ctx.q.get("uploadId").unwrap_or("");
+            let id = ctx.q.get("uploadId").unwrap_or("").to_string();
             let b = ctx.bucket()?;
-            match ctx.app.storage.upload(&b.name, &ctx.key, id) {
-                Some(_) if ctx.app.storage.remove_upload(id) => status_only(StatusCode::NO_CONTENT),
-                _ => Err(no_such_upload(id)),
+            if ctx.app.storage.upload(&b.name, &ctx.key, &id).is_none() {
+                return Err(no_such_upload(&id));
+            }
+            let (app, id2) = (ctx.app.clone(), id.clone());
+            match blocking(move || Ok(app.storage.remove_upload(&id2))).await? {
+                true => status_only(StatusCode::NO_CONTENT),
+                false => Err(no_such_upload(&id)),
             }
         }
         Op::ListParts => list_parts(&ctx),
@@ -979,7 +983,7 @@ fn get_object(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
                 Phase::Done => return None,
                 Phase::CutPending => {
                     // Let hyper flush what was already handed over, then cut the connection.
-                    tokio::time::sleep(RESET_FLUSH_GRACE).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(RESET_FLUSH_GRACE_MS)).await;
                     let err = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset");
                     return Some((Err(err), (rx, sent, Phase::Done)));
                 }
@@ -1317,14 +1321,10 @@ async fn complete(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, O
     }
     // Claim the upload so a concurrent Abort/Complete sees it gone.
     let up = ctx.app.storage.take_upload(&id).ok_or_else(|| no_such_upload(&id))?;
-    let mut ranges = Vec::with_capacity(parts.len());
+    let mut files = Vec::with_capacity(parts.len());
     for p in &parts {
         match std::fs::File::open(up.part_path(p)) {
-            Ok(file) => ranges.push(FileRange {
-                file,
-                offset: 0,
-                len: p.size,
-            }),
+            Ok(file) => files.push((file, p.size, p.crc64)),
             Err(e) => {
                 ctx.app.storage.restore_upload(up);
                 tracing::error!(error = %e, "opening a part");
@@ -1332,8 +1332,9 @@ async fn complete(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<RespBody>, O
             }
         }
     }
-    // The multipart ETag is built from the part MD5s: no MD5 over the whole object.
-    let w = match ctx.app.storage.copy_ranges(ranges, false).await {
+    // The multipart ETag is built from the part MD5s and the CRC from the part CRCs: the
+    // concatenation never passes through user space.
+    let w = match ctx.app.storage.concat(files).await {
         Ok(w) => w,
         Err(e) => {
             ctx.app.storage.restore_upload(up);
@@ -1453,29 +1454,46 @@ fn list_uploads(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
                 || (u.info.key == key_marker && !id_marker.is_empty() && u.info.id.as_str() > id_marker)
         })
         .collect();
-    let truncated = all.len() > max;
-    let page = &all[..all.len().min(max)];
+    // With a delimiter, keys that continue past it roll up into one CommonPrefixes entry.
+    let delimiter = ctx.q.get("delimiter").unwrap_or("");
+    let mut uploads = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut truncated = false;
+    let mut last: Option<(String, String)> = None;
+    for u in &all {
+        let rest = &u.info.key[prefix.len()..];
+        let cp = (!delimiter.is_empty())
+            .then(|| rest.find(delimiter))
+            .flatten()
+            .map(|pos| u.info.key[..prefix.len() + pos + delimiter.len()].to_string());
+        if cp.is_some() && prefixes.last() == cp.as_ref() {
+            continue;
+        }
+        if uploads.len() + prefixes.len() >= max {
+            truncated = true;
+            break;
+        }
+        last = Some((u.info.key.clone(), u.info.id.clone()));
+        match cp {
+            Some(cp) => prefixes.push(cp),
+            None => uploads.push(u.clone()),
+        }
+    }
+    let (next_key, next_id) = last.unwrap_or_default();
     let mut w = XmlWriter::new("ListMultipartUploadsResult");
     w.elem("Bucket", &b.name)
         .elem_enc("KeyMarker", key_marker, url)
         .elem("UploadIdMarker", id_marker)
-        .elem_enc(
-            "NextKeyMarker",
-            page.last().map(|u| u.info.key.as_str()).unwrap_or(""),
-            url,
-        )
-        .elem(
-            "NextUploadIdMarker",
-            page.last().map(|u| u.info.id.as_str()).unwrap_or(""),
-        )
-        .elem_enc("Delimiter", ctx.q.get("delimiter").unwrap_or(""), url)
+        .elem_enc("NextKeyMarker", &next_key, url)
+        .elem("NextUploadIdMarker", &next_id)
+        .elem_enc("Delimiter", delimiter, url)
         .elem_enc("Prefix", prefix, url)
         .elem("MaxUploads", &max.to_string())
         .elem("IsTruncated", if truncated { "true" } else { "false" });
     if url {
         w.elem("EncodingType", "url");
     }
-    for u in page {
+    for u in &uploads {
         let t = chrono::TimeZone::timestamp_millis_opt(&Utc, u.info.initiated_ms)
             .single()
             .unwrap_or_else(Utc::now);
@@ -1484,6 +1502,9 @@ fn list_uploads(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
             .elem("UploadId", &u.info.id)
             .elem("Initiated", &iso(t))
             .close();
+    }
+    for p in &prefixes {
+        w.open("CommonPrefixes").elem_enc("Prefix", p, url).close();
     }
     Ok(xml_response(ctx, w.finish()))
 }

@@ -258,14 +258,16 @@ fn finish(app: &App, mut resp: Response<RespBody>, request_id: &str) -> Response
 
 async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Response<RespBody> {
     let raw_path = req.uri().path().to_string();
-    if raw_path == "/_osslocal" || raw_path.starts_with("/_osslocal/") {
-        return crate::admin::handle_http(&app, req, remote).await;
-    }
     let request_id = app.request_id();
+    if raw_path == "/_osslocal" || raw_path.starts_with("/_osslocal/") {
+        let resp = crate::admin::handle_http(&app, req, remote).await;
+        return finish(&app, resp, &request_id);
+    }
     app.stats.request();
     let head = req.method() == Method::HEAD;
     let host = host_of(&req);
-    let resp = match route(&app, req, &request_id, &host).await {
+    let has_body = declares_body(req.headers());
+    let mut resp = match route(&app, req, &request_id, &host).await {
         Ok(r) => r,
         Err(e) => {
             app.stats.error(e.code);
@@ -273,7 +275,22 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Re
             error_response(&e, &request_id, &host, head)
         }
     };
+    // An error may be answered before the request body was read; hyper then cannot reuse the
+    // connection. Say so, or a pooled client's next request fails on a silently closed socket.
+    if has_body && !resp.status().is_success() {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     finish(&app, resp, &request_id)
+}
+
+/// The request announces a body (non-zero Content-Length or a transfer coding).
+fn declares_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
 }
 
 fn is_form(headers: &HeaderMap) -> bool {

@@ -35,6 +35,11 @@ fn stats_count_ops_errors_and_bytes() {
     assert_eq!(st["bytes_in"], 0);
     let r = s.get("/_osslocal/nope");
     assert_eq!(r.status, 404);
+    assert_eq!(
+        r.h("x-oss-request-id").map(str::len),
+        Some(24),
+        "every answer has a request id"
+    );
     let r = s.req("POST", "/_osslocal/faults").body(b"{\"error_rate\": 5}").send();
     assert_eq!(r.status, 400);
 }

@@ -473,7 +473,21 @@ fn multipart_upload() {
     let lp = s.get(&format!("/bkt/mp?uploadId={id}&part-number-marker=2"));
     assert_eq!(lp.xml_all("PartNumber"), ["3"]);
     assert_eq!(lp.xml("HashCrc64ecma").unwrap(), crc64(&p3).to_string());
-    let lu = s.get("/bkt/?uploads");
+    let other = initiate(&s, "dir/sub/a");
+    initiate(&s, "dir/sub/b");
+    initiate(&s, "dir/top");
+    let lu = s.get("/bkt/?uploads&prefix=dir%2F&delimiter=%2F");
+    assert_eq!(lu.xml_all("Key"), ["dir/top"]);
+    assert_eq!(
+        lu.xml_all("Prefix"),
+        ["dir/", "dir/sub/"],
+        "Prefix element, then one CommonPrefixes"
+    );
+    let lu = s.get("/bkt/?uploads&prefix=dir%2F&max-uploads=1");
+    assert_eq!(lu.xml("IsTruncated").as_deref(), Some("true"));
+    assert_eq!(lu.xml_all("UploadId"), vec![other]);
+    assert_eq!(lu.xml("NextKeyMarker").as_deref(), Some("dir/sub/a"));
+    let lu = s.get("/bkt/?uploads&prefix=mp");
     assert_eq!(lu.xml_all("UploadId"), vec![id.clone()]);
 
     let uri = format!("/bkt/mp?uploadId={id}");
@@ -530,7 +544,7 @@ fn multipart_upload() {
     // the upload is gone
     let r = s.req("POST", &uri).body(&complete_body(&[(1, &etags[0])])).send();
     assert_eq!((r.status, r.code().as_deref()), (404, Some("NoSuchUpload")));
-    assert!(s.get("/bkt/?uploads").xml_all("UploadId").is_empty());
+    assert!(s.get("/bkt/?uploads&prefix=mp").xml_all("UploadId").is_empty());
 }
 
 #[test]

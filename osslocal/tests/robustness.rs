@@ -308,3 +308,33 @@ fn no_fsync_mode_still_survives_a_restart() {
     assert_eq!(s.get("/bkt/k").body, data);
     assert_eq!(s.get(&format!("/bkt/m?uploadId={id}")).xml_all("PartNumber"), ["1"]);
 }
+
+#[test]
+fn early_error_answers_close_the_connection_explicitly() {
+    let s = Server::start(&["--bucket", "bkt", "--access-key", "AK:SK"]);
+    // Unsigned append: refused before the body is read. The answer must say Connection: close
+    // (or the connection must stay usable), never close silently.
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let head = format!(
+        "POST /bkt/k?append&position=0 HTTP/1.1\r\nHost: {}\r\nContent-Length: 5\r\n\r\n",
+        s.addr
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = c.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 403"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    // keep-alive is kept for ordinary bodiless errors
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(format!("GET /bkt/k HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr).as_bytes())
+        .unwrap();
+    let n = c.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(
+        text.starts_with("http/1.1 403") && !text.contains("connection: close"),
+        "{text}"
+    );
+}
