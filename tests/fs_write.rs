@@ -44,7 +44,8 @@ async fn touch_creates_an_empty_object_and_new_files_are_listed_before_close() {
     assert!(!m.contains_key("t"));
     fs.release(e.attr.ino.0, o.fh).await.unwrap();
     assert_eq!(m.object_data("t").unwrap().len(), 0);
-    // mknod of a regular file writes at once; other types are refused.
+    // mknod of a regular file writes at once; FIFOs, sockets and devices are empty objects
+    // whose x-oss-meta-mode carries the type (and x-oss-meta-rdev the device number).
     fs.mknod(ROOT, name("n"), libc::S_IFREG | 0o600, 0, 0, 0, 0)
         .await
         .unwrap();
@@ -52,8 +53,35 @@ async fn touch_creates_an_empty_object_and_new_files_are_listed_before_close() {
     let e = fs
         .mknod(ROOT, name("fifo"), libc::S_IFIFO | 0o600, 0, 0, 0, 0)
         .await
-        .unwrap_err();
-    assert_eq!(e.errno(), libc::EPERM);
+        .unwrap();
+    assert_eq!(e.attr.kind, fuser::FileType::NamedPipe);
+    let dev = fs
+        .mknod(ROOT, name("dev"), libc::S_IFCHR | 0o640, 0, 0x0102, 0, 0)
+        .await
+        .unwrap();
+    assert_eq!((dev.attr.kind, dev.attr.rdev), (fuser::FileType::CharDevice, 0x0102));
+    let meta = &m.object("dev").unwrap().user_meta;
+    assert_eq!(
+        meta.get("mode").map(String::as_str),
+        Some((libc::S_IFCHR | 0o640).to_string().as_str())
+    );
+    assert_eq!(meta.get("rdev").map(String::as_str), Some("258"));
+    // A fresh mount sees the types once the metadata is read (lookup HEADs unknown files).
+    let fs2 = new_fs(m.clone(), "");
+    let again = fs2.lookup(ROOT, name("fifo")).await.unwrap();
+    assert_eq!(again.attr.kind, fuser::FileType::NamedPipe);
+    // chmod keeps the type.
+    let a = fs2
+        .setattr(
+            again.attr.ino.0,
+            ossmount::fs::SetAttr {
+                mode: Some(0o644),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((a.attr.kind, a.attr.perm), (fuser::FileType::NamedPipe, 0o644));
 }
 
 #[tokio::test]

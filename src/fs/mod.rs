@@ -275,6 +275,32 @@ fn file_type(kind: Kind) -> FileType {
     }
 }
 
+/// Longest OSS object key, in bytes.
+const MAX_KEY_BYTES: usize = 1023;
+
+/// User-metadata name (without `x-oss-meta-`) of a device file's `st_rdev`.
+const META_RDEV: &str = "rdev";
+
+/// FIFOs, sockets and device nodes are empty objects whose `x-oss-meta-mode` carries the file
+/// type (as s3fs and ossfs store them); everything else about them is a regular object.
+fn special_type(meta: &MetaAttrs) -> Option<FileType> {
+    match meta.mode? & libc::S_IFMT {
+        libc::S_IFIFO => Some(FileType::NamedPipe),
+        libc::S_IFSOCK => Some(FileType::Socket),
+        libc::S_IFCHR => Some(FileType::CharDevice),
+        libc::S_IFBLK => Some(FileType::BlockDevice),
+        _ => None,
+    }
+}
+
+/// The type bits a mode change must keep: those of a special file, else the kind's.
+fn kept_type_bits(kind: Kind, meta: &MetaAttrs) -> u32 {
+    match (kind, special_type(meta)) {
+        (Kind::File, Some(_)) => meta.mode.unwrap_or(0) & libc::S_IFMT,
+        _ => type_bits(kind),
+    }
+}
+
 fn type_bits(kind: Kind) -> u32 {
     match kind {
         Kind::File => libc::S_IFREG,
@@ -389,6 +415,15 @@ impl<C: ObjectClient> OssFs<C> {
         };
         let perm = meta.mode.map_or(default_perm, |m| m & 0o7777);
         let mtime = meta.mtime.unwrap_or(inode.stat.last_modified);
+        let special = if inode.kind == Kind::File {
+            special_type(meta)
+        } else {
+            None
+        };
+        let rdev = special
+            .and_then(|_| meta.extra.get(META_RDEV))
+            .and_then(|r| r.trim().parse::<u32>().ok())
+            .unwrap_or(0);
         let size = match inode.kind {
             Kind::Symlink => inode
                 .symlink_target
@@ -405,12 +440,12 @@ impl<C: ObjectClient> OssFs<C> {
             mtime,
             ctime: mtime,
             crtime: mtime,
-            kind: file_type(inode.kind),
+            kind: special.unwrap_or_else(|| file_type(inode.kind)),
             perm: perm as u16,
             nlink: if inode.kind == Kind::Dir { 2 } else { 1 },
             uid: meta.uid.unwrap_or(self.config.uid),
             gid: meta.gid.unwrap_or(self.config.gid),
-            rdev: 0,
+            rdev,
             blksize: BLKSIZE_BYTES,
             flags: 0,
         }
@@ -771,7 +806,7 @@ impl<C: ObjectClient> OssFs<C> {
             let mut inode = self.inode(ino)?;
             let mut attrs = inode.stat.meta.clone();
             if let Some(mode) = req.mode {
-                attrs.mode = Some(type_bits(inode.kind) | (mode & 0o7777));
+                attrs.mode = Some(kept_type_bits(inode.kind, &attrs) | (mode & 0o7777));
             }
             if let Some(uid) = req.uid {
                 attrs.uid = Some(uid);
@@ -905,10 +940,23 @@ impl<C: ObjectClient> OssFs<C> {
     /// Fail with EEXIST when `name` exists in `parent`.
     async fn ensure_absent(&self, parent: &Inode, name: &str) -> Result<String, FsError> {
         let path = join_path(&parent.path, name);
+        self.check_key_length(&path)?;
         if self.child(parent, name).await?.is_some() {
             return Err(err(libc::EEXIST, format!("{path} exists")));
         }
         Ok(path)
+    }
+
+    /// OSS keys are at most 1023 bytes: a longer path cannot exist (ENAMETOOLONG, as for a
+    /// path over PATH_MAX). Checked with the directory form, the longest key of a path.
+    fn check_key_length(&self, path: &str) -> Result<(), FsError> {
+        if self.key(path, Kind::Dir).len() > MAX_KEY_BYTES {
+            return Err(err(
+                libc::ENAMETOOLONG,
+                format!("the OSS key of {path} would exceed {MAX_KEY_BYTES} bytes"),
+            ));
+        }
+        Ok(())
     }
 
     fn new_meta(&self, kind: Kind, mode: u32, uid: u32, gid: u32) -> MetaAttrs {
@@ -961,18 +1009,29 @@ impl<C: ObjectClient> OssFs<C> {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         uid: u32,
         gid: u32,
     ) -> Result<Entry, FsError> {
         self.check_writable()?;
-        if mode & libc::S_IFMT != libc::S_IFREG && mode & libc::S_IFMT != 0 {
-            return Err(err(libc::EPERM, "only regular files can be created with mknod"));
+        let file_type = mode & libc::S_IFMT;
+        let special = matches!(
+            file_type,
+            libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK
+        );
+        if file_type != libc::S_IFREG && file_type != 0 && !special {
+            return Err(err(libc::EINVAL, "unknown file type for mknod"));
         }
         let parent = self.dir_inode(parent)?;
         let name = self.name_str(name)?;
         let path = self.ensure_absent(&parent, name).await?;
-        let attrs = self.new_meta(Kind::File, mode & !umask, uid, gid);
+        let mut attrs = self.new_meta(Kind::File, mode & !umask, uid, gid);
+        if special {
+            attrs.mode = Some(file_type | (mode & !umask & 0o7777));
+            if matches!(file_type, libc::S_IFCHR | libc::S_IFBLK) {
+                attrs.extra.insert(META_RDEV.to_string(), rdev.to_string());
+            }
+        }
         let mut meta = UserMeta::new();
         attrs.apply_to(&mut meta);
         let r = self
@@ -1184,6 +1243,7 @@ impl<C: ObjectClient> OssFs<C> {
         let newname = self.name_str(newname)?;
         let from = join_path(&parent.path, name);
         let to = join_path(&newparent.path, newname);
+        self.check_key_length(&to)?;
         let Some(src) = self.child(&parent, name).await? else {
             return Err(err(libc::ENOENT, format!("{from} not found")));
         };

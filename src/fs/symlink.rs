@@ -9,8 +9,9 @@
 //!   byte for byte;
 //! - reading a link without that metadata (made by an SDK or another tool) turns the target
 //!   key into a path relative to the link's directory;
-//! - absolute targets and targets that climb above the bucket root are stored verbatim (OSS
-//!   cannot follow them anyway) and returned verbatim.
+//! - absolute targets, targets that climb above the bucket root and over-long ones are stored
+//!   as the nearest valid key (OSS validates targets as object names but cannot follow these
+//!   anyway) and `readlink` returns the kept text.
 //!
 //! Renaming a link keeps its text (as POSIX does) and recomputes the OSS target for the new
 //! location.
@@ -38,10 +39,30 @@ pub fn to_oss(link_key: &str, path: &str) -> (String, (String, String)) {
         utf8_percent_encode(path, META_ENCODE).to_string(),
     );
     if path.starts_with('/') {
-        return (path.to_string(), meta);
+        return (as_key(path), meta);
     }
     let target = resolve(parent_of(link_key), path).unwrap_or_else(|| path.to_string());
-    (target, meta)
+    (as_key(&target), meta)
+}
+
+/// Longest OSS key, in bytes.
+const MAX_KEY_BYTES: usize = 1023;
+
+/// Make `target` a valid OSS key (OSS validates symlink targets as object names): no leading
+/// `/` or `\`, not empty, at most 1023 bytes. Targets that needed this cannot be followed by
+/// OSS anyway; `readlink` uses the text kept in the metadata.
+fn as_key(target: &str) -> String {
+    let trimmed = target.trim_start_matches(['/', '\\']);
+    let mut end = trimmed.len().min(MAX_KEY_BYTES);
+    while !trimmed.is_char_boundary(end) {
+        end -= 1;
+    }
+    let key = &trimmed[..end];
+    if key.is_empty() {
+        ".".to_string()
+    } else {
+        key.to_string()
+    }
 }
 
 /// The POSIX text of a link at `link_key` with OSS target `target` and user metadata `meta`.
@@ -131,9 +152,15 @@ mod tests {
     }
 
     #[test]
-    fn absolute_and_escaping_targets_are_kept_verbatim() {
-        assert_eq!(to_oss("pre/link", "/etc/passwd").0, "/etc/passwd");
+    fn absolute_escaping_and_long_targets_become_valid_keys_and_read_back_verbatim() {
+        assert_eq!(to_oss("pre/link", "/etc/passwd").0, "etc/passwd");
         assert_eq!(to_oss("link", "../../outside").0, "../../outside");
+        assert_eq!(to_oss("a/link", "..").0, ".");
+        let long = format!("/{}", "x/".repeat(1000));
+        assert!(to_oss("link", &long).0.len() <= 1023);
+        for text in ["/etc/passwd", "/", long.as_str()] {
+            assert_eq!(to_posix("link", "ignored", &meta_of("link", text)), text);
+        }
     }
 
     #[test]
