@@ -160,9 +160,11 @@ class RcloneMount(Target):
         conf.write_text(f"[osslocal]\ntype = s3\nprovider = Other\naccess_key_id = {AK}\nsecret_access_key = {SK}\n"
                         f"endpoint = {self.server.url}\nforce_path_style = true\nregion = cn-hangzhou\n")
         env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
-        # documented performance options: VFS cache writes, larger chunks, more transfers
+        # documented performance options (larger chunks, more transfers, upload concurrency); VFS
+        # cache off so that a write has reached the server when dd's fsync returns, as with the
+        # other mounts (with --vfs-cache-mode writes rclone uploads after close, in the background)
         subprocess.Popen(["rclone", "--config", str(conf), "mount", f"osslocal:{BUCKET}", str(self.mnt),
-                          "--vfs-cache-mode", "writes", "--vfs-read-chunk-size", "16M", "--transfers", "16",
+                          "--vfs-cache-mode", "off", "--vfs-read-chunk-size", "16M", "--transfers", "16",
                           "--s3-upload-concurrency", "8", "--s3-chunk-size", "8M", "--dir-cache-time", "60s",
                           "--cache-dir", str(self.work / "rclone-cache")],
                          env=env, stdout=subprocess.DEVNULL, stderr=open(self.work / "rclone.log", "wb"))

@@ -9,7 +9,9 @@ pub const DEFAULT_PART_SIZE_BYTES: u64 = 8 * 1024 * 1024;
 /// Default number of concurrent requests to OSS (reads and writes, each).
 pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
 /// Default memory budget for cached and in-flight data.
-pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
+/// With the upload buffers of a few concurrent writers (4 parts in flight per file, 8 MiB each)
+/// this keeps the process under about 300 MiB resident with defaults.
+pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 192 * 1024 * 1024;
 /// Default TTL of cached attributes and directory entries.
 pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(1);
 /// Default TTL of a negative lookup.

@@ -3,7 +3,21 @@
 
 use std::process::ExitCode;
 
+/// Allocations at or above this size are served by mmap and returned to the kernel on free.
+/// glibc otherwise raises its mmap threshold up to 32 MiB after the first large frees, and the
+/// part and block buffers (1-8 MiB) then stay resident in the heap: RSS would grow far past
+/// `--memory-limit` although the data it holds is freed.
+const MMAP_THRESHOLD_BYTES: i32 = 128 * 1024;
+/// At most this many malloc arenas: one per thread (glibc's default, up to 8 per core) fragments
+/// memory across the FUSE and I/O threads.
+const MALLOC_ARENAS_MAX: i32 = 4;
+
 fn main() -> ExitCode {
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS_MAX);
+    }
     let args = match ossmount::cli::parse(std::env::args_os()) {
         Ok(args) => args,
         Err(ossmount::cli::CliError::Parse(e)) => {
