@@ -149,7 +149,7 @@ pub struct CliArgs {
     /// Size limit of the disk cache (e.g. 10G)
     #[arg(long, value_name = "SIZE", help_heading = "Cache")]
     pub cache_size: Option<String>,
-    /// Memory ceiling for cached and in-flight read data (default 192M)
+    /// Memory ceiling for cached and in-flight read data (default 128M)
     #[arg(long, value_name = "SIZE", help_heading = "Cache")]
     pub memory_limit: Option<String>,
     /// How long attributes and directory entries are trusted, in seconds, or "indefinite"

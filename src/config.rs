@@ -11,7 +11,7 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
 /// Default memory budget for cached and in-flight data.
 /// With the upload buffers of a few concurrent writers (4 parts in flight per file, 8 MiB each)
 /// this keeps the process under about 300 MiB resident with defaults.
-pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 192 * 1024 * 1024;
+pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 128 * 1024 * 1024;
 /// Default TTL of cached attributes and directory entries.
 pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(1);
 /// Default TTL of a negative lookup.

@@ -222,6 +222,10 @@ fn serve(config: Config, ready: Option<ReadyReport>) -> Result<(), MountError> {
     let fsname = crate::fuse::session::fsname(&config.bucket, config.prefix.trim_end_matches('/'));
     let fuser_config = crate::fuse::session::fuser_config_named(&config.fuse, &fsname);
     let adapter = crate::fuse::FuseAdapter::new(fs.clone(), handle.clone());
+    let metrics = match &config.log.metrics_addr {
+        Some(addr) => Some(runtime.block_on(start_metrics(addr, fs.clone(), adapter.counters()))?),
+        None => None,
+    };
     let mut session = fuser::Session::new(adapter, &config.mountpoint, &fuser_config)
         .map_err(|e| MountError::Fuse(format!("{}: {e}", config.mountpoint.display())))?;
     let mut unmounter = session.unmount_callable();
@@ -278,6 +282,9 @@ fn serve(config: Config, ready: Option<ReadyReport>) -> Result<(), MountError> {
             );
         }
     });
+    if let Some(task) = metrics {
+        task.abort();
+    }
     drop(refresher);
     tracing::info!("unmounted {}", config.mountpoint.display());
     runtime.shutdown_timeout(Duration::from_secs(2));
@@ -321,6 +328,60 @@ fn unmount_path(mountpoint: &Path, lazy: bool) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::other(format!("fusermount3 exited with {status}")))
     }
+}
+
+/// Serve the counters as JSON on `addr` (any GET, HTTP/1.0 style: one answer per connection).
+/// Binding fails the mount, so a typo in `--metrics-addr` is seen at once.
+async fn start_metrics<C: ObjectClient>(
+    addr: &str,
+    fs: Arc<crate::fs::OssFs<C>>,
+    counters: Arc<crate::fuse::FuseCounters>,
+) -> Result<tokio::task::JoinHandle<()>, MountError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| MountError::Runtime(format!("--metrics-addr {addr}: {e}")))?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let body = metrics_json(&fs, &counters);
+            tokio::spawn(async move {
+                let mut request = [0u8; 1024];
+                let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request)).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    }))
+}
+
+fn metrics_json<C: ObjectClient>(fs: &crate::fs::OssFs<C>, counters: &crate::fuse::FuseCounters) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = fs.cache_stats();
+    serde_json::json!({
+        "fuse": {"requests": counters.requests.load(Relaxed), "errors": counters.errors.load(Relaxed)},
+        "inodes": fs.inode_count(),
+        "cache": {
+            "memory_hits": c.memory_hits,
+            "disk_hits": c.disk_hits,
+            "misses": c.misses,
+            "memory_used_bytes": c.memory_used_bytes,
+            "memory_peak_bytes": c.memory_peak_bytes,
+            "memory_limit_bytes": c.memory_limit_bytes,
+            "in_flight_bytes": c.in_flight_bytes,
+            "evictions": c.memory_evictions,
+            "get_requests": c.fetch.get_requests,
+            "get_bytes": c.fetch.get_bytes,
+            "get_errors": c.fetch.get_errors,
+            "read_ahead_gets": c.fetch.ahead_gets,
+        },
+    })
+    .to_string()
 }
 
 /// One ListObjectsV2 (max-keys 1) on the prefix: proves endpoint, bucket, credentials, clock

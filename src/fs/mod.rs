@@ -340,7 +340,11 @@ impl<C: ObjectClient> OssFs<C> {
                 Staging::Private(d)
             }
         };
-        let cache = Arc::new(DataCache::new(client.clone(), config.data_cache.clone()));
+        // A disk tier that cannot be used stops the mount here, with the directory named.
+        let cache = Arc::new(
+            DataCache::try_new(client.clone(), config.data_cache.clone())
+                .map_err(|e| FsError::with_source(libc::EIO, "disk cache", e))?,
+        );
         let ctx = WriteCtx {
             client: client.clone(),
             cache,
@@ -1854,6 +1858,11 @@ impl<C: ObjectClient> OssFs<C> {
     }
 
     /// Number of inodes known (tests, metrics).
+    /// Counters of the data cache (hits, misses, GETs, memory), for `--metrics-addr`.
+    pub fn cache_stats(&self) -> crate::cache::CacheStats {
+        self.ctx.cache.stats()
+    }
+
     pub fn inode_count(&self) -> usize {
         self.inodes.len()
     }

@@ -33,8 +33,14 @@ pub const MAX_BACKGROUND_REQUESTS: u16 = 64;
 pub struct FuseAdapter<C: ObjectClient> {
     fs: Arc<OssFs<C>>,
     rt: tokio::runtime::Handle,
-    errors: AtomicU64,
-    requests: AtomicU64,
+    counters: Arc<FuseCounters>,
+}
+
+/// Kernel requests handled and answered with an error; shared with `--metrics-addr`.
+#[derive(Debug, Default)]
+pub struct FuseCounters {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
 }
 
 /// Log an error at its own level (tracing levels are static, hence the match).
@@ -74,19 +80,23 @@ impl<C: ObjectClient> FuseAdapter<C> {
         FuseAdapter {
             fs,
             rt,
-            errors: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
+            counters: Arc::new(FuseCounters::default()),
         }
+    }
+
+    /// The request counters, shareable after the adapter moved into the session.
+    pub fn counters(&self) -> Arc<FuseCounters> {
+        self.counters.clone()
     }
 
     /// Requests answered with an error so far.
     pub fn error_count(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
+        self.counters.errors.load(Ordering::Relaxed)
     }
 
     /// Requests handled so far.
     pub fn request_count(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.counters.requests.load(Ordering::Relaxed)
     }
 
     /// Run `f` in a span, count it, and turn an error into an errno (logged at its level).
@@ -97,13 +107,13 @@ impl<C: ObjectClient> FuseAdapter<C> {
         ino: u64,
         f: impl Future<Output = Result<T, FsError>>,
     ) -> Result<T, Errno> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let span = tracing::debug_span!("fuse", op, req = req.unique().0, ino, pid = req.pid());
         let _enter = span.enter();
         match self.rt.block_on(f) {
             Ok(v) => Ok(v),
             Err(e) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 log_error(op, &e);
                 Err(Errno::from_i32(e.errno()))
             }

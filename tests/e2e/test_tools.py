@@ -177,3 +177,20 @@ def test_read_only_mount_refuses_writes_and_sends_none(server, make_mount, mnt):
         "UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "AppendObject", "PutSymlink")}
     assert writes == {}
 
+
+
+def test_metrics_endpoint_serves_counters(make_mount):
+    import json
+    import socket
+    import urllib.request
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    m = make_mount(prefix="metrics/", extra=["--metrics-addr", f"127.0.0.1:{port}"])
+    (m.path / "f").write_bytes(b"x" * 100_000)
+    assert (m.path / "f").read_bytes() == b"x" * 100_000
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+        data = json.loads(r.read())
+    assert data["fuse"]["requests"] > 0
+    assert data["cache"]["memory_limit_bytes"] == 128 << 20
