@@ -53,6 +53,9 @@ def test_short_tokens_with_cp_and_dd_running(server, make_mount, tmp_path):
     for t in threads:
         t.join()
     stats = server.stats()
+    print(f"{SOAK_SECS} s with {TOKEN_SECS} s tokens: {len(failures)} failed operations, "
+          f"{stats['sts']['AssumeRole']} AssumeRole, {stats['errors'].get('SecurityTokenExpired', 0)} SecurityTokenExpired, "
+          f"{stats['requests']} requests")
     assert failures == []
     expected_refreshes = SOAK_SECS // TOKEN_SECS
     assert stats["sts"]["AssumeRole"] >= expected_refreshes, stats["sts"]
