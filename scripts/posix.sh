@@ -4,23 +4,24 @@
 #   pjdfstest (mounted with allow_other,default_permissions; every failing case must be listed,
 #   with its reason, in doc/SEMANTICS.md)
 # and a check afterwards that the mount is still alive. Installs fsx and pjdfstest from
-# crates.io into target/tools when missing.
+# crates.io (cargo install) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-TOOLS=$TARGET/tools
 FSX_SEEDS=${FSX_SEEDS:-"1 2 3 4"}
 FSX_OPS=${FSX_OPS:-5000}
 PJD_TIMEOUT=${PJD_TIMEOUT:-900}
 
+# Tools come from crates.io, installed once per machine into cargo's bin directory.
 need_tool() {
   local crate=$1
-  [[ -x $TOOLS/bin/$crate ]] && return
-  if [[ -x /opt/ossmount-tools/bin/$crate ]]; then mkdir -p "$TOOLS/bin"; cp /opt/ossmount-tools/bin/$crate "$TOOLS/bin/"; return; fi
+  command -v "$crate" >/dev/null 2>&1 && return
   echo "installing $crate from crates.io"
-  cargo install --locked --quiet "$crate" --root "$TOOLS"
+  cargo install --locked --quiet "$crate"
 }
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# pjdfstest builds against libacl.
 if ! dpkg -s libacl1-dev >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libacl1-dev acl >/dev/null
 fi
@@ -71,7 +72,7 @@ fsync = 1
 TOML
 total=0
 for seed in $FSX_SEEDS; do
-  timeout 600 "$TOOLS/bin/fsx" -q -f "$WORK/fsx.toml" -N "$FSX_OPS" -S "$seed" -P "$WORK" "$MNT/fsx-$seed" \
+  timeout 600 fsx -q -f "$WORK/fsx.toml" -N "$FSX_OPS" -S "$seed" -P "$WORK" "$MNT/fsx-$seed" \
     || { echo "fsx seed $seed FAILED"; tail -40 "$WORK/ossmount.log"; exit 1; }
   total=$((total + FSX_OPS))
 done
@@ -92,7 +93,7 @@ TOML
 mkdir -p "$MNT/pjd"
 chmod 0777 "$MNT/pjd"
 set +e
-timeout "$PJD_TIMEOUT" "$TOOLS/bin/pjdfstest" -c "$WORK/pjd.toml" -p "$MNT/pjd" > "$WORK/pjd.out" 2>&1
+timeout "$PJD_TIMEOUT" pjdfstest -c "$WORK/pjd.toml" -p "$MNT/pjd" > "$WORK/pjd.out" 2>&1
 rc=$?
 set -e
 # pjdfstest's own summary counts the known failures as "failed"; report them as what they are.
