@@ -7,9 +7,8 @@
 //! profile). Without it every test fails with a message saying so; the `OSSLOCAL_BIN`
 //! environment variable overrides the location.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+mod osslocal_support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -18,6 +17,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use osslocal_support::Osslocal;
 use ossmount::auth::signer::pe;
 use ossmount::auth::{AuthError, CredentialProvider, Credentials, StaticProvider};
 use ossmount::client::oss::{OssClient, OssClientConfig};
@@ -39,45 +39,10 @@ const AK: &str = "LTAItestaccesskey";
 const SK: &str = "testSecretKey0123456789abcdef";
 const ROLE: &str = "acs:ram::1234567890123456:role/ossmount-test";
 const DENY_PUT_ROLE: &str = "acs:ram::1234567890123456:role/no-put";
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn osslocal_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("OSSLOCAL_BIN") {
-        return PathBuf::from(p);
-    }
-    // target/<profile>/deps/client_osslocal-<hash> → target/<profile>/osslocal
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("test binary lives in target/<profile>/deps");
-    profile_dir.join("osslocal")
-}
-
-/// A running osslocal; killed (and reaped) on drop, even when the test panics.
-struct Osslocal {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Osslocal {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// osslocal with the test bucket, keys and roles (one of them denied PutObject).
 impl Osslocal {
     fn start() -> Osslocal {
-        let bin = osslocal_bin();
-        assert!(
-            bin.exists(),
-            "osslocal binary not found at {} — build it first with `cargo build -p osslocal` (same profile as the \
-             tests) or set OSSLOCAL_BIN",
-            bin.display()
-        );
         let dir = tempfile::tempdir().unwrap();
         let policy = dir.path().join("no-put.json");
         std::fs::write(
@@ -85,57 +50,24 @@ impl Osslocal {
             r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"oss:*","Resource":"*"},{"Effect":"Deny","Action":"oss:PutObject","Resource":"*"}]}"#,
         )
         .unwrap();
-        let data = dir.path().join("data");
-        let mut child = Command::new(&bin)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--bucket")
-            .arg(BUCKET)
-            .arg("--region")
-            .arg(REGION)
-            .arg("--access-key")
-            .arg(format!("{AK}:{SK}"))
-            .arg("--role")
-            .arg(ROLE)
-            .arg("--role")
-            .arg(format!("{DENY_PUT_ROLE}=@{}", policy.display()))
-            .arg("--min-duration")
-            .arg("5")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let stdout = child.stdout.take().unwrap();
-        // Read the first line (the bound address) on a thread so a hung server cannot hang the test.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let r = reader.read_line(&mut line).map(|_| line);
-            let _ = tx.send((r, reader));
-        });
-        let (line, reader) = match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok((Ok(line), reader)) if !line.trim().is_empty() => (line, reader),
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("osslocal did not print its address: {:?}", other.map(|(r, _)| r));
-            }
-        };
-        let addr = line.trim().trim_start_matches("http://").to_owned();
-        Osslocal {
-            child,
-            _stdout: reader,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let args: Vec<std::ffi::OsString> = [
+            "--bucket".to_string(),
+            BUCKET.to_string(),
+            "--region".to_string(),
+            REGION.to_string(),
+            "--access-key".to_string(),
+            format!("{AK}:{SK}"),
+            "--role".to_string(),
+            ROLE.to_string(),
+            "--role".to_string(),
+            format!("{DENY_PUT_ROLE}=@{}", policy.display()),
+            "--min-duration".to_string(),
+            "5".to_string(),
+        ]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+        Osslocal::spawn(dir, &args)
     }
 
     async fn admin_post(&self, path: &str, body: Value) {
@@ -272,7 +204,7 @@ fn retry_config() -> RetryConfig {
 }
 
 fn client(server: &Osslocal, version: SignatureVersion, provider: Arc<dyn CredentialProvider>) -> OssClient {
-    let mut cfg = OssClientConfig::new(server.endpoint(), BUCKET);
+    let mut cfg = OssClientConfig::new(server.url(), BUCKET);
     cfg.region = Some(REGION.into());
     cfg.signature_version = version;
     cfg.retry = retry_config();

@@ -8,14 +8,13 @@
 //! fails loudly when it is missing.
 
 mod creds_support;
+mod osslocal_support;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use chrono::Utc;
+use osslocal_support::Osslocal;
 use ossmount::auth::sts::StsClient;
 use ossmount::auth::{AuthError, CredentialProvider, Credentials, Env, build_credentials_with_env};
 use ossmount::config::CredentialsConfig;
@@ -27,66 +26,27 @@ const ROLE2: &str = "acs:ram::1234567890123456:role/r2";
 const OIDC_PROVIDER: &str = "acs:ram::1234567890123456:oidc-provider/test-idp";
 const OIDC_ISSUER: &str = "https://issuer.test";
 
-fn osslocal_binary() -> PathBuf {
-    // target/<profile>/deps/creds_osslocal-<hash> → target/<profile>/osslocal
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("osslocal");
-    assert!(
-        bin.exists(),
-        "osslocal binary not found at {}: run `cargo build -p osslocal` first (same profile as the tests)",
-        bin.display()
-    );
-    bin
-}
-
-/// A running osslocal, killed on drop (also when the test fails).
-struct Osslocal {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Osslocal {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// osslocal with the RAM user, two roles and the OIDC provider these tests use.
 impl Osslocal {
     fn start() -> Osslocal {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(osslocal_binary())
-            .args(["--listen", "127.0.0.1:0", "--bucket", "bkt", "--min-duration", "5"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--access-key", &format!("{AK}:{SK}"), "--role", ROLE, "--role", ROLE2])
-            .args(["--oidc-provider", &format!("{OIDC_PROVIDER}={OIDC_ISSUER}")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while out.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                sink.clear();
-            }
-        });
-        let addr = line.trim().to_string();
-        let server = Osslocal { child, addr, _dir: dir };
-        assert!(
-            server.addr.starts_with("127.0.0.1:"),
-            "first stdout line should be the address, got {line:?}"
-        );
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let args: Vec<std::ffi::OsString> = [
+            "--bucket".to_string(),
+            "bkt".to_string(),
+            "--min-duration".to_string(),
+            "5".to_string(),
+            "--access-key".to_string(),
+            format!("{AK}:{SK}"),
+            "--role".to_string(),
+            ROLE.to_string(),
+            "--role".to_string(),
+            ROLE2.to_string(),
+            "--oidc-provider".to_string(),
+            format!("{OIDC_PROVIDER}={OIDC_ISSUER}"),
+        ]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+        Osslocal::spawn(tempfile::tempdir().unwrap(), &args)
     }
 
     async fn admin(&self, path: &str, body: &str) -> serde_json::Value {
