@@ -654,3 +654,54 @@ async fn an_unlinked_open_file_never_comes_back() {
     assert_eq!(m.op_count(MockOp::CompleteMultipartUpload), 0);
     assert_eq!(m.op_count(MockOp::PutObject), 0);
 }
+
+/// close() returns after FLUSH while the kernel sends RELEASE later, so `truncate(path)` can run
+/// while the last release is still uploading. The truncate must not be applied to a writer that
+/// the release then drops (pjdfstest `truncate::shrink_not_empty` caught this under load).
+#[tokio::test]
+async fn truncate_racing_with_the_last_release_is_not_lost() {
+    let m = mock();
+    let fc = Arc::new(FailureClient::new(m.clone()));
+    let fs = ossmount::fs::OssFs::new(fc.clone(), config("")).unwrap();
+    let (e, o) = fs
+        .create(ROOT, name("f"), 0o644, 0, libc::O_WRONLY | libc::O_CREAT, 0, 0)
+        .await
+        .unwrap();
+    let ino = e.attr.ino.0;
+    fs.write(ino, o.fh, 0, &[7u8; 12345]).await.unwrap();
+    // The release holds the writer while its PutObject is slow; the truncate arrives meanwhile.
+    fc.add_latency(Some(MockOp::PutObject), std::time::Duration::from_millis(50));
+    let truncate = SetAttr {
+        size: Some(23456),
+        ..Default::default()
+    };
+    let (released, truncated) = tokio::join!(fs.release(ino, o.fh), fs.setattr(ino, truncate));
+    released.unwrap();
+    assert_eq!(truncated.unwrap().attr.size, 23456);
+    let data = m.object_data("f").unwrap();
+    assert_eq!(data.len(), 23456, "the truncate reached OSS");
+    assert!(data[..12345].iter().all(|&b| b == 7) && data[12345..].iter().all(|&b| b == 0));
+    assert_eq!(fs.getattr(ino, None).await.unwrap().attr.size, 23456);
+}
+
+/// An open for writing that arrives while the previous handle's release is uploading must get a
+/// writer that stays in the table (the release must not drop it from under the new handle).
+#[tokio::test]
+async fn open_racing_with_the_last_release_keeps_its_writer() {
+    let m = mock();
+    let fc = Arc::new(FailureClient::new(m.clone()));
+    let fs = ossmount::fs::OssFs::new(fc.clone(), config("")).unwrap();
+    let (e, o) = fs
+        .create(ROOT, name("f"), 0o644, 0, libc::O_WRONLY | libc::O_CREAT, 0, 0)
+        .await
+        .unwrap();
+    let ino = e.attr.ino.0;
+    fs.write(ino, o.fh, 0, b"first").await.unwrap();
+    fc.add_latency(Some(MockOp::PutObject), std::time::Duration::from_millis(50));
+    let (released, opened) = tokio::join!(fs.release(ino, o.fh), fs.open(ino, libc::O_WRONLY));
+    released.unwrap();
+    let fh = opened.unwrap().fh;
+    fs.write(ino, fh, 5, b" second").await.unwrap();
+    fs.release(ino, fh).await.unwrap();
+    assert_eq!(&m.object_data("f").unwrap()[..], b"first second");
+}

@@ -726,10 +726,13 @@ impl<C: ObjectClient> OssFs<C> {
         }
     }
 
-    /// The writer of `ino`, created from the inode's current object when there is none.
-    fn writer_for(&self, inode: &Inode, dirty: bool) -> Arc<WriterSlot<C>> {
+    /// The writer of `ino` (created from the inode's current object when there is none), pinned:
+    /// its user count is raised under the writers lock, so a concurrent last `release` can never
+    /// drop it from the table between the lookup and the pin. Every pin is paired with
+    /// [`Self::unpin_writer`].
+    fn pin_writer(&self, inode: &Inode, dirty: bool) -> Arc<WriterSlot<C>> {
         let mut writers = lock(&self.writers);
-        writers
+        let slot = writers
             .entry(inode.ino)
             .or_insert_with(|| {
                 let base = match (&inode.stat.etag, inode.local_only) {
@@ -749,7 +752,20 @@ impl<C: ObjectClient> OssFs<C> {
                     size: AtomicU64::new(size),
                 })
             })
-            .clone()
+            .clone();
+        slot.opens.fetch_add(1, Ordering::SeqCst);
+        slot
+    }
+
+    /// Drop one pin; the last one removes the writer from the table. Returns whether it was the
+    /// last.
+    fn unpin_writer(&self, ino: u64, slot: &Arc<WriterSlot<C>>) -> bool {
+        let mut writers = lock(&self.writers);
+        let last = slot.opens.fetch_sub(1, Ordering::SeqCst) == 1;
+        if last && writers.get(&ino).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            writers.remove(&ino);
+        }
+        last
     }
 
     /// Flush the writer of `ino` to its current key (or drop its content when the file was
@@ -791,20 +807,25 @@ impl<C: ObjectClient> OssFs<C> {
             } else {
                 inode.clone()
             };
-            let slot = existing.clone().unwrap_or_else(|| self.writer_for(&inode, false));
-            {
+            // Pinned for the duration of the call: a last `release` racing with this truncate
+            // (close() returns before the kernel sends RELEASE) must not drop the writer
+            // between our truncate and its upload.
+            let slot = self.pin_writer(&inode, false);
+            let truncated = {
                 let mut writer = slot.writer.lock().await;
                 let key = self.key(&inode.path, Kind::File);
                 let r = writer.truncate(&self.ctx, &key, size).await;
                 self.after_writer(ino, &slot, &mut writer);
-                r?;
-            }
-            if existing.is_none() {
-                // No open file: make the change now.
-                let r = self.flush_writer(ino, &slot).await;
-                self.drop_writer_if_unused(ino);
-                r?;
-            }
+                r
+            };
+            // No open file besides this call: make the change now (otherwise it goes up with
+            // the open file's next flush or close).
+            let result = match truncated {
+                Ok(()) if slot.opens.load(Ordering::SeqCst) == 1 => self.flush_writer(ino, &slot).await,
+                other => other,
+            };
+            self.unpin_writer(ino, &slot);
+            result?;
         }
         if changes_meta {
             let mut inode = self.inode(ino)?;
@@ -1452,8 +1473,7 @@ impl<C: ObjectClient> OssFs<C> {
             _ => None,
         };
         if writable {
-            let slot = self.writer_for(&inode, false);
-            slot.opens.fetch_add(1, Ordering::SeqCst);
+            self.pin_writer(&inode, false);
         }
         let fh = self.new_fh();
         lock(&self.handles).insert(
@@ -1517,8 +1537,7 @@ impl<C: ObjectClient> OssFs<C> {
         let inode = self
             .inodes
             .insert_local(parent.ino, &parent.path, name, Kind::File, stat, true);
-        let slot = self.writer_for(&inode, true);
-        slot.opens.fetch_add(1, Ordering::SeqCst);
+        self.pin_writer(&inode, true);
         let fh = self.new_fh();
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if !writable {
@@ -1623,13 +1642,6 @@ impl<C: ObjectClient> OssFs<C> {
         self.flush(ino, fh).await
     }
 
-    fn drop_writer_if_unused(&self, ino: u64) {
-        let mut writers = lock(&self.writers);
-        if writers.get(&ino).is_some_and(|s| s.opens.load(Ordering::SeqCst) == 0) {
-            writers.remove(&ino);
-        }
-    }
-
     pub async fn release(&self, ino: u64, fh: u64) -> Result<(), FsError> {
         let Some(handle) = lock(&self.handles).remove(&fh) else {
             return Err(err(libc::EBADF, format!("unknown file handle {fh}")));
@@ -1650,24 +1662,21 @@ impl<C: ObjectClient> OssFs<C> {
             return Ok(());
         };
         let result = self.flush_writer(ino, &slot).await;
-        if slot.opens.fetch_sub(1, Ordering::SeqCst) == 1 {
-            if result.is_err() {
-                // Nothing more can be done with the content: release the staging file and any
-                // multipart upload.
-                slot.writer.lock().await.discard(&self.ctx).await;
-                self.inodes.update(ino, |i| {
-                    if i.local_only {
-                        // Never made it to OSS: the name disappears.
-                        i.detached = true;
-                    }
-                });
-                if let Some(inode) = self.inodes.get(ino) {
-                    if inode.detached && inode.local_only {
-                        self.inodes.remove_path(&inode.path, Duration::ZERO);
-                    }
+        // The last user and a failed upload: nothing more can be done with the content, so
+        // release the staging file and any multipart upload.
+        if self.unpin_writer(ino, &slot) && result.is_err() {
+            slot.writer.lock().await.discard(&self.ctx).await;
+            self.inodes.update(ino, |i| {
+                if i.local_only {
+                    // Never made it to OSS: the name disappears.
+                    i.detached = true;
+                }
+            });
+            if let Some(inode) = self.inodes.get(ino) {
+                if inode.detached && inode.local_only {
+                    self.inodes.remove_path(&inode.path, Duration::ZERO);
                 }
             }
-            self.drop_writer_if_unused(ino);
         }
         result
     }
