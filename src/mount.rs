@@ -226,8 +226,10 @@ fn serve(config: Config, ready: Option<ReadyReport>) -> Result<(), MountError> {
         Some(addr) => Some(runtime.block_on(start_metrics(addr, fs.clone(), adapter.counters()))?),
         None => None,
     };
+    let notifier = adapter.notifier_slot();
     let mut session = fuser::Session::new(adapter, &config.mountpoint, &fuser_config)
         .map_err(|e| MountError::Fuse(format!("{}: {e}", config.mountpoint.display())))?;
+    let _ = notifier.set(session.notifier());
     let mut unmounter = session.unmount_callable();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
     let session_thread = std::thread::Builder::new()
@@ -364,7 +366,9 @@ fn metrics_json<C: ObjectClient>(fs: &crate::fs::OssFs<C>, counters: &crate::fus
     use std::sync::atomic::Ordering::Relaxed;
     let c = fs.cache_stats();
     serde_json::json!({
-        "fuse": {"requests": counters.requests.load(Relaxed), "errors": counters.errors.load(Relaxed)},
+        "fuse": {"requests": counters.requests.load(Relaxed), "errors": counters.errors.load(Relaxed),
+            "page_fill_bytes": counters.page_fill_bytes.load(Relaxed),
+            "page_fill_dropped": counters.page_fill_dropped.load(Relaxed)},
         "inodes": fs.inode_count(),
         "cache": {
             "memory_hits": c.memory_hits,

@@ -1181,26 +1181,20 @@ pub fn spawn_reader(mut file: File, offset: u64, len: u64) -> mpsc::Receiver<std
         let mut left = len;
         while left > 0 {
             let want = left.min(IO_CHUNK_BYTES as u64) as usize;
-            let mut buf = BytesMut::zeroed(want);
-            let mut filled = 0;
-            while filled < want {
-                match file.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
-                }
+            // Read into uninitialised capacity (no memset of every chunk): `read_to_end` on a
+            // `Take` fills at most `want` bytes and retries interrupted reads.
+            let mut buf = Vec::with_capacity(want);
+            if let Err(e) = (&mut file).take(want as u64).read_to_end(&mut buf) {
+                let _ = tx.blocking_send(Err(e));
+                return;
             }
+            let filled = buf.len();
             if filled == 0 {
                 let _ = tx.blocking_send(Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
                 return;
             }
-            buf.truncate(filled);
             left -= filled as u64;
-            if tx.blocking_send(Ok(buf.freeze())).is_err() {
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                 return; // client went away
             }
         }

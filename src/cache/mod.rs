@@ -370,6 +370,20 @@ impl<C: ObjectClient> DataCache<C> {
 }
 
 /// Per-open-file read state.
+/// Only reads up to this size (bytes) report their surroundings: the kernel asks for what a
+/// random read misses (a few pages), while larger requests come from its own read-ahead, whose
+/// neighbours it asks for next anyway.
+pub const SURROUNDINGS_MAX_READ_BYTES: u64 = 128 * 1024;
+
+/// What [`DataReader::read_with_surroundings`] returns.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOutput {
+    /// The bytes asked for.
+    pub data: Bytes,
+    /// For a random read, the rest of the blocks it touched, as `(object offset, bytes)`.
+    pub surroundings: Vec<(u64, Bytes)>,
+}
+
 pub struct DataReader<C: ObjectClient> {
     cache: Arc<DataCache<C>>,
     object: ObjectId,
@@ -392,8 +406,17 @@ impl<C: ObjectClient> DataReader<C> {
     /// a read that is abandoned still fills the cache). Fails with the client's error, e.g.
     /// `PreconditionFailed` when the object no longer has this reader's ETag.
     pub async fn read(&self, offset: u64, len: usize) -> Result<Bytes, CacheError> {
+        Ok(self.read_with_surroundings(offset, len).await?.data)
+    }
+
+    /// Like [`DataReader::read`], and for a read judged random, also the rest of the blocks it
+    /// touched (`surroundings`: zero-copy slices of blocks the read had to have anyway). The
+    /// kernel asks for exactly the pages a random read misses (4 KiB for a 4 KiB read), so a
+    /// caller that can hand these bytes to the kernel's page cache turns the next reads near
+    /// this one into page-cache hits instead of FUSE round trips.
+    pub async fn read_with_surroundings(&self, offset: u64, len: usize) -> Result<ReadOutput, CacheError> {
         if offset >= self.size || len == 0 {
-            return Ok(Bytes::new());
+            return Ok(ReadOutput::default());
         }
         let end = offset.saturating_add(len as u64).min(self.size);
         let cache = &*self.cache;
@@ -406,7 +429,7 @@ impl<C: ObjectClient> DataReader<C> {
             .map(|(i, _)| i)
             .collect();
 
-        let (fetched, ahead) = {
+        let (fetched, ahead, sequential) = {
             let mut readahead = self.readahead.lock().unwrap_or_else(PoisonError::into_inner);
             let issued_before = readahead.issued_until();
             let plan = readahead.on_read(offset, end - offset, self.size);
@@ -419,6 +442,7 @@ impl<C: ObjectClient> DataReader<C> {
                         ahead_stopped_at: None,
                     },
                     plan.ahead,
+                    plan.sequential,
                 )
             } else {
                 let fetched = cache
@@ -430,7 +454,7 @@ impl<C: ObjectClient> DataReader<C> {
                 if plan.sequential && fetched.claimed_demand.iter().any(|&i| i < issued_before) {
                     readahead.ahead_wasted();
                 }
-                (fetched, plan.ahead)
+                (fetched, plan.ahead, plan.sequential)
             }
         };
         cache.promote_from_disk(&self.object, ahead);
@@ -448,12 +472,40 @@ impl<C: ObjectClient> DataReader<C> {
                 *slot = Some(data);
             }
         }
-        self.stitch(offset, end, blocks.start, got)
+        let surroundings = if sequential || end - offset > SURROUNDINGS_MAX_READ_BYTES {
+            Vec::new()
+        } else {
+            self.surroundings(offset, end, blocks.start, &got)
+        };
+        let data = self
+            .stitch(offset, end, blocks.start, got)
             .map_err(|index| CacheError::Client {
                 key: self.object.key().to_string(),
                 offset,
                 source: ClientError::InvalidResponse(format!("block {index} missing or of the wrong length")),
-            })
+            })?;
+        Ok(ReadOutput { data, surroundings })
+    }
+
+    /// The parts of the blocks starting at `first` that lie outside `[offset, end)`, as
+    /// `(object offset, bytes)`.
+    fn surroundings(&self, offset: u64, end: u64, first: BlockIndex, got: &[Option<Bytes>]) -> Vec<(u64, Bytes)> {
+        let mut out = Vec::new();
+        for (i, block) in got.iter().enumerate() {
+            let range = block_byte_range(first + i as u64, self.size, BLOCK_SIZE_BYTES);
+            let Some(data) = block.as_ref().filter(|d| d.len() as u64 == range.end - range.start) else {
+                continue;
+            };
+            if range.start < offset {
+                let to = offset.min(range.end) - range.start;
+                out.push((range.start, data.slice(..to as usize)));
+            }
+            if range.end > end {
+                let from = end.max(range.start) - range.start;
+                out.push((range.start + from, data.slice(from as usize..)));
+            }
+        }
+        out
     }
 
     /// The bytes `[offset, end)` from the blocks starting at block `first`, or the index of a

@@ -157,6 +157,9 @@ pub struct Inode {
     /// The last ETag this mount produced itself (upload, copy, metadata rewrite): open handles
     /// follow such a change, but stay pinned to their version when someone else changed it.
     pub own_etag: Option<ETag>,
+    /// The file had a writer in this mount: its page cache may hold data newer than any
+    /// object version, so nothing is pushed into it (see `OssFs::fill_page_cache`).
+    pub had_writer: bool,
 }
 
 impl Inode {
@@ -212,6 +215,7 @@ impl InodeTable {
             last_open_etag: None,
             stale: false,
             own_etag: None,
+            had_writer: false,
         };
         let mut inodes = HashMap::new();
         inodes.insert(ROOT_INO, root);
@@ -349,6 +353,7 @@ impl InodeTable {
             last_open_etag: None,
             stale: false,
             own_etag: None,
+            had_writer: false,
         };
         inner.by_path.insert(path, ino);
         inner.inodes.insert(ino, inode.clone());

@@ -256,6 +256,37 @@ pub struct OssFs<C: ObjectClient> {
     copy_object_max_bytes: AtomicU64,
     /// Inode count left by the last prune.
     prune_floor: AtomicUsize,
+    /// Held (shared) while bytes are pushed into the kernel's page cache, and (exclusive) while
+    /// a file gets its first writer, so a push never lands after a write began.
+    page_fill: std::sync::RwLock<()>,
+}
+
+/// What `OssFs::read_for_kernel` returns: the bytes asked for and, for a random read of a file
+/// nobody writes here, more of the same object version for the kernel's page cache.
+#[derive(Debug, Default)]
+pub struct ReadReply {
+    pub data: Bytes,
+    pub page_fill: Option<PageFill>,
+}
+
+/// Bytes of one object version that the kernel may cache for `ino`: `(offset, bytes)` ranges,
+/// pushed with `OssFs::fill_page_cache`.
+#[derive(Debug)]
+pub struct PageFill {
+    pub ino: u64,
+    etag: ETag,
+    pub ranges: Vec<(u64, Bytes)>,
+}
+
+impl PageFill {
+    /// Bytes in all ranges.
+    pub fn len(&self) -> u64 {
+        self.ranges.iter().map(|(_, b)| b.len() as u64).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 fn err(errno: i32, message: impl Into<String>) -> FsError {
@@ -368,6 +399,7 @@ impl<C: ObjectClient> OssFs<C> {
             config,
             copy_object_max_bytes: AtomicU64::new(COPY_OBJECT_MAX_BYTES),
             prune_floor: AtomicUsize::new(0),
+            page_fill: std::sync::RwLock::new(()),
         })
     }
 
@@ -731,6 +763,11 @@ impl<C: ObjectClient> OssFs<C> {
     /// drop it from the table between the lookup and the pin. Every pin is paired with
     /// [`Self::unpin_writer`].
     fn pin_writer(&self, inode: &Inode, dirty: bool) -> Arc<WriterSlot<C>> {
+        if !self.inodes.with(inode.ino, |i| i.had_writer).unwrap_or(false) {
+            // Exclusive: waits for a page-cache push of this file's old bytes to finish.
+            let _no_fill = self.page_fill.write().unwrap_or_else(|e| e.into_inner());
+            self.inodes.update(inode.ino, |i| i.had_writer = true);
+        }
         let mut writers = lock(&self.writers);
         let slot = writers
             .entry(inode.ino)
@@ -1570,12 +1607,20 @@ impl<C: ObjectClient> OssFs<C> {
     }
 
     pub async fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
+        Ok(self.read_for_kernel(ino, fh, offset, size).await?.data)
+    }
+
+    /// A read, plus the bytes around it that the kernel may cache (see [`ReadReply`]).
+    pub async fn read_for_kernel(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<ReadReply, FsError> {
         let handle = self.handle(fh)?;
         if let Some(slot) = self.writer_slot(ino) {
             let mut writer = slot.writer.lock().await;
             let r = writer.read(&self.ctx, offset, size as usize).await;
             self.after_writer(ino, &slot, &mut writer);
-            return r;
+            return Ok(ReadReply {
+                data: r?,
+                page_fill: None,
+            });
         }
         let (current, own, local_only, object_size) = self
             .inodes
@@ -1586,26 +1631,56 @@ impl<C: ObjectClient> OssFs<C> {
         let reader = {
             let mut guard = lock(&handle.reader);
             match (&*guard, &current) {
-                (Some((etag, r)), Some(current)) if etag == current => Some(r.clone()),
+                (Some((etag, r)), Some(current)) if etag == current => Some((etag.clone(), r.clone())),
                 // Changed by someone else: stay on the version seen at open (reads of a
                 // replaced object then fail with ESTALE rather than mix two versions).
-                (Some((_, r)), Some(current)) if own.as_ref() != Some(current) => Some(r.clone()),
-                (Some((_, r)), None) => Some(r.clone()),
+                (Some((etag, r)), Some(current)) if own.as_ref() != Some(current) => Some((etag.clone(), r.clone())),
+                (Some((etag, r)), None) => Some((etag.clone(), r.clone())),
                 (_, Some(current)) if !local_only => {
                     // Our own upload (through another handle) replaced the object: read the new one.
                     let path = self.inode(ino)?.path;
                     let id = ObjectId::new(self.key(&path, Kind::File), current.clone());
                     let r = Arc::new(self.ctx.cache.open(id, object_size));
                     *guard = Some((current.clone(), r.clone()));
-                    Some(r)
+                    Some((current.clone(), r))
                 }
                 _ => None,
             }
         };
-        match reader {
-            Some(r) => Ok(r.read(offset, size as usize).await?),
-            None => Ok(Bytes::new()),
+        let Some((etag, reader)) = reader else {
+            return Ok(ReadReply::default());
+        };
+        let out = reader.read_with_surroundings(offset, size as usize).await?;
+        let page_fill = (!out.surroundings.is_empty() && current.as_ref() == Some(&etag)).then(|| PageFill {
+            ino,
+            etag,
+            ranges: out.surroundings,
+        });
+        Ok(ReadReply {
+            data: out.data,
+            page_fill,
+        })
+    }
+
+    /// Run `push` (which hands `fill` to the kernel's page cache) if the bytes may be cached:
+    /// the file still has the object version they came from and has had no writer in this
+    /// mount (a writer's newer bytes, possibly only in the page cache yet, must never be
+    /// overwritten). Returns whether `push` ran. Blocking: call it from a thread of its own,
+    /// never while answering a kernel request (the kernel may hold the pages locked until a
+    /// pending read is answered).
+    pub fn fill_page_cache(&self, fill: &PageFill, push: impl FnOnce()) -> bool {
+        let _shared = self.page_fill.read().unwrap_or_else(|e| e.into_inner());
+        let allowed = self
+            .inodes
+            .with(fill.ino, |i| {
+                !i.had_writer && !i.detached && i.stat.etag.as_ref() == Some(&fill.etag)
+            })
+            .unwrap_or(false)
+            && self.writer_slot(fill.ino).is_none();
+        if allowed {
+            push();
         }
+        allowed
     }
 
     pub async fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {

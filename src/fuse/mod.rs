@@ -8,19 +8,20 @@ pub mod session;
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use tracing::{Level, debug, error, info, trace, warn};
 
 use crate::client::ObjectClient;
-use crate::fs::{FsError, Opened, OssFs, SetAttr};
+use crate::fs::{FsError, Opened, OssFs, PageFill, SetAttr};
 
 /// Largest write the kernel may send in one request.
 pub const MAX_WRITE_BYTES: u32 = 1024 * 1024;
@@ -29,18 +30,67 @@ pub const MAX_READAHEAD_BYTES: u32 = 1024 * 1024;
 /// Asynchronous requests (read-ahead) the kernel keeps in flight; fuser's default is 16.
 pub const MAX_BACKGROUND_REQUESTS: u16 = 64;
 
+/// Page-cache pushes waiting for the page-fill thread; more are dropped (they only save
+/// future requests).
+pub const PAGE_FILL_QUEUE_LEN: usize = 64;
+
 /// See the module documentation.
 pub struct FuseAdapter<C: ObjectClient> {
     fs: Arc<OssFs<C>>,
     rt: tokio::runtime::Handle,
     counters: Arc<FuseCounters>,
+    /// Set once the session exists ([`FuseAdapter::notifier_slot`]); until then nothing is
+    /// pushed into the page cache.
+    notifier: Arc<OnceLock<Notifier>>,
+    page_fill: SyncSender<PageFill>,
 }
 
-/// Kernel requests handled and answered with an error; shared with `--metrics-addr`.
+/// Kernel requests handled and answered with an error, and page-cache pushes; shared with
+/// `--metrics-addr`.
 #[derive(Debug, Default)]
 pub struct FuseCounters {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
+    /// Bytes pushed into the kernel's page cache around random reads.
+    pub page_fill_bytes: AtomicU64,
+    /// Pushes dropped because the queue was full or the file had changed.
+    pub page_fill_dropped: AtomicU64,
+}
+
+/// The page-fill thread: pushes the bytes around random reads into the kernel's page cache
+/// (FUSE_NOTIFY_STORE), so the next reads nearby are page-cache hits. It runs apart from the
+/// request threads because a push waits for pages the kernel holds locked for a read in
+/// progress, which only a request thread can answer. Ends when the adapter is dropped.
+fn run_page_fill<C: ObjectClient>(
+    fs: Arc<OssFs<C>>,
+    notifier: Arc<OnceLock<Notifier>>,
+    counters: Arc<FuseCounters>,
+    queue: Receiver<PageFill>,
+) {
+    for fill in queue {
+        let Some(notifier) = notifier.get() else {
+            counters.page_fill_dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let mut pushed = 0u64;
+        let allowed = fs.fill_page_cache(&fill, || {
+            for (offset, data) in &fill.ranges {
+                match notifier.store(INodeNo(fill.ino), *offset, data) {
+                    Ok(()) => pushed += data.len() as u64,
+                    // ENOENT: the kernel forgot the inode meanwhile; nothing to fill.
+                    Err(e) => {
+                        debug!(ino = fill.ino, offset, error = %e, "page cache push refused");
+                        break;
+                    }
+                }
+            }
+        });
+        if allowed {
+            counters.page_fill_bytes.fetch_add(pushed, Ordering::Relaxed);
+        } else {
+            counters.page_fill_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Log an error at its own level (tracing levels are static, hence the match).
@@ -77,11 +127,30 @@ fn time(t: Option<TimeOrNow>) -> Option<SystemTime> {
 impl<C: ObjectClient> FuseAdapter<C> {
     /// `rt` must belong to a multi-thread runtime.
     pub fn new(fs: Arc<OssFs<C>>, rt: tokio::runtime::Handle) -> Self {
+        let counters = Arc::new(FuseCounters::default());
+        let notifier = Arc::new(OnceLock::new());
+        let (page_fill, queue) = std::sync::mpsc::sync_channel(PAGE_FILL_QUEUE_LEN);
+        let (thread_fs, thread_notifier, thread_counters) = (fs.clone(), notifier.clone(), counters.clone());
+        let spawned = std::thread::Builder::new()
+            .name("ossmount-pagefill".into())
+            .spawn(move || run_page_fill(thread_fs, thread_notifier, thread_counters, queue));
+        if let Err(e) = spawned {
+            // Reads still work; they just do not fill the page cache around them.
+            warn!(error = %e, "page-fill thread not started");
+        }
         FuseAdapter {
             fs,
             rt,
-            counters: Arc::new(FuseCounters::default()),
+            counters,
+            notifier,
+            page_fill,
         }
+    }
+
+    /// Where the session's `Notifier` goes once the session exists (`Session::notifier`):
+    /// from then on the bytes around random reads are pushed into the kernel's page cache.
+    pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        self.notifier.clone()
     }
 
     /// The request counters, shareable after the adapter moved into the session.
@@ -318,8 +387,15 @@ impl<C: ObjectClient> Filesystem for FuseAdapter<C> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.run("read", req, ino.0, self.fs.read(ino.0, fh.0, offset, size)) {
-            Ok(data) => reply.data(&data),
+        match self.run("read", req, ino.0, self.fs.read_for_kernel(ino.0, fh.0, offset, size)) {
+            Ok(out) => {
+                reply.data(&out.data);
+                if let Some(fill) = out.page_fill
+                    && let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.page_fill.try_send(fill)
+                {
+                    self.counters.page_fill_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             Err(e) => reply.error(e),
         }
     }

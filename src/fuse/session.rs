@@ -74,7 +74,10 @@ pub fn mount<C: ObjectClient>(
 ) -> std::io::Result<BackgroundSession> {
     let config = fuser_config_named(cfg, fsname);
     let adapter = FuseAdapter::new(fs, rt);
-    Session::new(adapter, mountpoint, &config)?.spawn()
+    let notifier = adapter.notifier_slot();
+    let session = Session::new(adapter, mountpoint, &config)?;
+    let _ = notifier.set(session.notifier());
+    session.spawn()
 }
 
 /// Unmount `mountpoint` and wait for the session (and `OssFs::shutdown`) to finish. Works

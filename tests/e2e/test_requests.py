@@ -2,6 +2,7 @@
 request per entry; cached attributes make no request within the TTL."""
 import os
 import concurrent.futures
+import time
 
 import oss2
 
@@ -32,3 +33,40 @@ def test_ls_l_of_10000_files_makes_at_most_11_lists_and_no_head_or_get(server, m
     assert st.st_size == 5
     after = {k: v for k, v in server.stats()["ops"].items() if v}
     assert after == {}, after
+
+
+def resident_pages(path):
+    """Pages of `path` in the kernel's page cache (util-linux fincore)."""
+    out = os.popen(f"fincore --raw --noheadings --bytes --output PAGES {path}").read().split()
+    assert out, f"fincore gave nothing for {path}"
+    return int(out[0])
+
+
+def test_random_4k_read_fills_the_page_cache_around_it_with_one_get(server, make_mount):
+    """A random 4 KiB read costs one 1 MiB GET; the bytes around it go into the kernel's page
+    cache, so reads elsewhere in that MiB are answered without a request."""
+    b = bucket_client(server)
+    data = os.urandom(4 << 20)
+    b.put_object("random/big.bin", data)
+    m = make_mount(prefix="random/")
+    path = m.path / "big.bin"
+    server.reset_stats()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        at = (2 << 20) + 8192
+        assert os.pread(fd, 4096, at) == data[at:at + 4096]
+        # The push runs on its own thread right after the answer.
+        for _ in range(100):
+            if resident_pages(path) >= 256:
+                break
+            time.sleep(0.02)
+        pages = resident_pages(path)
+        print(f"after one random 4 KiB read: {pages} pages of the file resident")
+        assert pages >= 256, pages
+        gets = server.stats()["ops"].get("GetObject", 0)
+        for off in range(2 << 20, 3 << 20, 64 << 10):
+            assert os.pread(fd, 4096, off) == data[off:off + 4096]
+        assert server.stats()["ops"].get("GetObject", 0) == gets == 1
+    finally:
+        os.close(fd)
