@@ -127,6 +127,15 @@ class Target:
     def unmount(self):
         unmount(str(self.mnt))
 
+    def clear_cache(self):
+        """Empty the client-side cache this target keeps between mounts (s3fs's use_cache,
+        rclone's cache dir), so that "cold" means nothing is cached on the client."""
+        for d in self.cache_dirs():
+            shutil.rmtree(d, ignore_errors=True)
+
+    def cache_dirs(self):
+        return []
+
 
 class OssMount(Target):
     name = "ossmount"
@@ -151,6 +160,9 @@ class S3fsMount(Target):
             "-o", f"use_cache={self.work / 's3fs-cache'},endpoint=cn-hangzhou,sigv4"])
         self.pid = int(sh(["pgrep", "-n", "-f", f"s3fs {BUCKET} {self.mnt}"]).stdout.split()[0])
 
+    def cache_dirs(self):
+        return [self.work / "s3fs-cache"]
+
 
 class RcloneMount(Target):
     name = "rclone"
@@ -173,6 +185,9 @@ class RcloneMount(Target):
                 break
             time.sleep(0.05)
         self.pid = int(sh(["pgrep", "-n", "-f", f"rclone --config {conf}"]).stdout.split()[0])
+
+    def cache_dirs(self):
+        return [self.work / "rclone-cache"]
 
 
 def timed(fn):
@@ -292,6 +307,7 @@ def run_target(t, args, src, work):
         return v
 
     for run in range(args.runs):
+        t.clear_cache()
         drop_caches()
         t.mount()
         try:
@@ -312,7 +328,8 @@ def run_target(t, args, src, work):
             r["find"].append(track("listing", lambda: timed(lambda: sh(f"find {t.path('list')} > /dev/null"))))
         finally:
             t.unmount()
-    # fio random reads once (long)
+    # fio random reads once (long), from an empty client cache like the cold reads
+    t.clear_cache()
     drop_caches()
     t.mount()
     try:

@@ -40,6 +40,10 @@ pub static CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_XZ);
 pub const IO_CHUNK_BYTES: usize = 1024 * 1024;
 /// Bounded queue between the network task and the blocking writer thread.
 const WRITER_QUEUE_CHUNKS: usize = 4;
+/// GET bodies are sent from mappings of the data file of at most this many bytes each.
+const MAP_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+/// Mapping offsets are multiples of this (the largest common page size).
+const MAP_ALIGN_BYTES: u64 = 64 * 1024;
 /// A stalled upload (client alive but sending nothing) is abandoned after this long.
 const BODY_IDLE_TIMEOUT_SECS: u64 = 120;
 /// How often an open races with a concurrent replace before giving up.
@@ -1171,30 +1175,52 @@ fn write_loop(
 
 /// Read `len` bytes from `offset` of `file` on a blocking thread, delivering chunks through
 /// a bounded channel (the receiver drives an HTTP response body).
-pub fn spawn_reader(mut file: File, offset: u64, len: u64) -> mpsc::Receiver<std::io::Result<Bytes>> {
+pub fn spawn_reader(file: File, offset: u64, len: u64) -> mpsc::Receiver<std::io::Result<Bytes>> {
     let (tx, rx) = mpsc::channel(WRITER_QUEUE_CHUNKS);
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = file.seek(SeekFrom::Start(offset)) {
-            let _ = tx.blocking_send(Err(e));
-            return;
-        }
-        let mut left = len;
-        while left > 0 {
-            let want = left.min(IO_CHUNK_BYTES as u64) as usize;
-            // Read into uninitialised capacity (no memset of every chunk): `read_to_end` on a
-            // `Take` fills at most `want` bytes and retries interrupted reads.
-            let mut buf = Vec::with_capacity(want);
-            if let Err(e) = (&mut file).take(want as u64).read_to_end(&mut buf) {
+        // A data file shorter than its metadata says would make a mapping fault (SIGBUS): check
+        // first. Data files never change once committed (every write makes a new file).
+        match file.metadata() {
+            Ok(m) if m.len() >= offset.saturating_add(len) => {}
+            Ok(m) => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("data file has {} bytes, {} needed", m.len(), offset.saturating_add(len)),
+                );
                 let _ = tx.blocking_send(Err(e));
                 return;
             }
-            let filled = buf.len();
-            if filled == 0 {
-                let _ = tx.blocking_send(Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
                 return;
             }
-            left -= filled as u64;
-            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+        }
+        // Chunks are mapped (and populated here, off the async threads) instead of read into
+        // buffers: the body goes from the page cache to the socket with one copy, not two.
+        let mut pos = offset;
+        let end = offset.saturating_add(len);
+        while pos < end {
+            let map_start = pos - pos % MAP_ALIGN_BYTES;
+            let map_end = end.min(map_start + MAP_CHUNK_BYTES);
+            // SAFETY: the file is never truncated or rewritten in place while osslocal runs
+            // (objects are replaced by renaming a new file over the name), and its length was
+            // checked above, so the mapping stays valid for as long as the `Bytes` lives.
+            let mapped = unsafe {
+                memmap2::MmapOptions::new()
+                    .offset(map_start)
+                    .len((map_end - map_start) as usize)
+                    .populate()
+                    .map(&file)
+            };
+            let chunk = match mapped {
+                Ok(map) => Bytes::from_owner(map).slice((pos - map_start) as usize..),
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            pos = map_end;
+            if tx.blocking_send(Ok(chunk)).is_err() {
                 return; // client went away
             }
         }

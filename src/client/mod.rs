@@ -9,6 +9,7 @@
 //! - retryable failures (throttling, 5xx, connection errors, truncated bodies, clock skew) are
 //!   retried inside the client; what surfaces is final for this call.
 
+pub mod buffers;
 pub mod failure;
 pub mod mock;
 pub mod oss;

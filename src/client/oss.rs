@@ -28,13 +28,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use md5::{Digest as _, Md5};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use tracing::{debug, warn};
 
+use super::buffers::BufferPool;
 use super::xml;
 use super::{
     AppendObjectParams, AppendObjectResult, BucketInfo, ClientError, CompleteMultipartUploadParams, CopyObjectParams,
@@ -489,6 +490,8 @@ pub struct OssClient {
     provider: Arc<dyn CredentialProvider>,
     /// Server time minus local time, learnt from `RequestTimeTooSkewed` answers.
     clock_offset_ms: AtomicI64,
+    /// Buffers GET bodies are received into.
+    buffers: Arc<BufferPool>,
 }
 
 impl fmt::Debug for OssClient {
@@ -573,6 +576,7 @@ impl OssClient {
             retry: config.retry,
             provider,
             clock_offset_ms: AtomicI64::new(0),
+            buffers: BufferPool::new(crate::client::buffers::DEFAULT_IDLE_BYTES),
         })
     }
 
@@ -835,7 +839,7 @@ impl ObjectClient for OssClient {
         let mut want_end: Option<u64> = params.range.as_ref().map(|r| r.end);
         let mut etag = params.if_match.clone();
         let mut meta: Option<ObjectMeta> = None;
-        let mut buf = BytesMut::new();
+        let mut buf: Vec<u8> = Vec::new();
         let mut state = RetryState::new(&self.retry);
         let mut resumed = false;
         'attempts: loop {
@@ -898,7 +902,9 @@ impl ObjectClient for OssClient {
                 }
                 let end = want_end.map_or(size, |e| e.min(size));
                 want_end = Some(end);
-                buf.reserve(end.saturating_sub(want_start) as usize);
+                // Received straight into a reused buffer of the final size: no regrowth, and
+                // its pages are already faulted in.
+                buf = self.buffers.take(end.saturating_sub(want_start) as usize);
                 if etag.is_none() {
                     etag = Some(m.etag.clone());
                 }
@@ -947,7 +953,7 @@ impl ObjectClient for OssClient {
             )));
         }
         let meta = meta.ok_or_else(|| ClientError::InvalidResponse("GetObject without metadata".into()))?;
-        let data = buf.freeze();
+        let data = self.buffers.freeze(buf);
         if params.range.is_none()
             && let Some(expected) = meta.crc64
         {
