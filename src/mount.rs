@@ -218,6 +218,7 @@ fn serve(config: Config, ready: Option<ReadyReport>) -> Result<(), MountError> {
     let refresher = credentials.spawn_refresher(&handle);
 
     let fs_config = fs_config(&config);
+    crate::client::buffers::BufferPool::global().set_idle_cap((config.cache.memory_limit_bytes / 2) as usize);
     let fs = Arc::new(crate::fs::OssFs::new(client.clone(), fs_config).map_err(|e| MountError::Fuse(e.to_string()))?);
     let fsname = crate::fuse::session::fsname(&config.bucket, config.prefix.trim_end_matches('/'));
     let fuser_config = crate::fuse::session::fuser_config_named(&config.fuse, &fsname);
@@ -370,6 +371,7 @@ fn metrics_json<C: ObjectClient>(fs: &crate::fs::OssFs<C>, counters: &crate::fus
             "page_fill_bytes": counters.page_fill_bytes.load(Relaxed),
             "page_fill_dropped": counters.page_fill_dropped.load(Relaxed)},
         "inodes": fs.inode_count(),
+        "buffers": crate::client::buffers::BufferPool::global().stats(),
         "cache": {
             "memory_hits": c.memory_hits,
             "disk_hits": c.disk_hits,

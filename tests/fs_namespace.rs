@@ -567,3 +567,75 @@ async fn directory_metadata_is_read_from_its_marker_on_revalidation() {
     fs.getattr(d, None).await.unwrap();
     assert_eq!(m.op_count(MockOp::HeadObject), 1);
 }
+
+/// `ls -l` then `find` (or two `ls`) within the metadata TTL: the second listing is served from
+/// the first, with no request; any change through the mount, or the TTL, ends that.
+#[tokio::test]
+async fn a_complete_listing_is_reused_within_the_ttl_until_anything_changes_here() {
+    let m = mock();
+    for i in 0..1500 {
+        m.add_object(&format!("d/f{i:04}"), MockObject::constant(1, 3));
+    }
+    let mut cfg = config("");
+    cfg.metadata_ttl = Some(std::time::Duration::from_millis(400));
+    let fs = ossmount::fs::OssFs::new(m.clone(), cfg).unwrap();
+    let d = lookup_ino(&fs, ROOT, "d").await.unwrap();
+    m.reset_counts();
+    assert_eq!(list(&fs, d).await.unwrap().len(), 1500);
+    assert_eq!(m.op_count(MockOp::ListObjects), 2);
+    assert_eq!(list(&fs, d).await.unwrap().len(), 1500);
+    assert_eq!(m.op_count(MockOp::ListObjects), 2, "second listing came from the first");
+
+    // A change through the mount anywhere: listed again, and the change is in it.
+    write_file(&fs, d, "new", b"x").await.unwrap();
+    m.reset_counts();
+    let names = list(&fs, d).await.unwrap();
+    assert_eq!(names.len(), 1501);
+    assert!(names.contains(&"new".to_string()));
+    assert_eq!(m.op_count(MockOp::ListObjects), 2);
+    lookup_ino(&fs, d, "f0007").await.unwrap();
+    fs.unlink(d, name("f0007")).await.unwrap();
+    let names = list(&fs, d).await.unwrap();
+    assert!(!names.contains(&"f0007".to_string()));
+
+    // Someone else's change shows once the TTL is over.
+    m.add_object("d/external", MockObject::constant(2, 5));
+    assert!(!list(&fs, d).await.unwrap().contains(&"external".to_string()));
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    assert!(list(&fs, d).await.unwrap().contains(&"external".to_string()));
+}
+
+/// A reused listing never rolls an inode back to the attributes it had when listed.
+#[tokio::test]
+async fn a_reused_listing_does_not_override_newer_attributes() {
+    let m = mock();
+    m.add_object("d/a", MockObject::constant(1, 10));
+    let mut cfg = config("");
+    cfg.metadata_ttl = Some(std::time::Duration::from_secs(60));
+    let fs = ossmount::fs::OssFs::new(m.clone(), cfg).unwrap();
+    let d = lookup_ino(&fs, ROOT, "d").await.unwrap();
+    assert_eq!(list(&fs, d).await.unwrap(), ["a"]);
+    // Our own rewrite of `a` (a change: the cached listing is dropped) ...
+    let a = lookup_ino(&fs, d, "a").await.unwrap();
+    let o = fs.open(a, libc::O_WRONLY | libc::O_TRUNC).await.unwrap();
+    fs.setattr(
+        a,
+        ossmount::fs::SetAttr {
+            size: Some(0),
+            fh: Some(o.fh),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    fs.write(a, o.fh, 0, &[9u8; 25]).await.unwrap();
+    fs.release(a, o.fh).await.unwrap();
+    // ... so listings after it show the new size, first from OSS, then from the cache.
+    for _ in 0..2 {
+        let o = fs.opendir(d).await.unwrap();
+        let entries = fs.readdir(d, o.fh, 0, true).await.unwrap();
+        let e = entries.iter().find(|e| e.name == "a").unwrap();
+        assert_eq!(e.attr.as_ref().unwrap().attr.size, 25);
+        fs.releasedir(d, o.fh).await.unwrap();
+    }
+}

@@ -190,7 +190,7 @@ impl Drop for TempFile {
 struct Hashers {
     /// None when MD5 is not needed or computed on another thread.
     md5: Option<Md5>,
-    crc: crc::Digest<'static, u64, Table<16>>,
+    crc: crc64fast::Digest,
     size: u64,
 }
 
@@ -198,7 +198,7 @@ impl Hashers {
     fn new(with_md5: bool) -> Self {
         Hashers {
             md5: with_md5.then(Md5::new),
-            crc: CRC64.digest(),
+            crc: crc64fast::Digest::new(),
             size: 0,
         }
     }
@@ -206,11 +206,11 @@ impl Hashers {
         if let Some(m) = &mut self.md5 {
             m.update(data);
         }
-        self.crc.update(data);
+        self.crc.write(data);
         self.size += data.len() as u64;
     }
     fn finish(self) -> (Option<[u8; 16]>, u64, u64) {
-        (self.md5.map(|m| m.finalize().into()), self.crc.finalize(), self.size)
+        (self.md5.map(|m| m.finalize().into()), self.crc.sum64(), self.size)
     }
 }
 

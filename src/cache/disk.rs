@@ -29,17 +29,12 @@ use sha2::{Digest, Sha256};
 
 use crate::object::BlockKey;
 use crate::prefetch::budget::Charge;
-use crc::{CRC_64_XZ, Crc, Table};
 
 /// Name of the directory the tier owns inside `cache_dir`.
 pub const DISK_CACHE_SUBDIR: &str = "ossmount-cache";
 
 /// Blocks queued for writing at most (each holds its memory charge until written): 32 MiB.
 pub const MAX_PENDING_WRITES: usize = 32;
-
-/// CRC-64/XZ, the algorithm of `crate::crc64`, with slice-by-16 tables: every block read back
-/// from disk is checked in full, so the checksum must run at memory speed, not byte by byte.
-const BLOCK_CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_XZ);
 
 /// First bytes of every block file (format version 1).
 const MAGIC: &[u8; 8] = b"OSSMBLK1";
@@ -388,12 +383,12 @@ fn encode_header(key: &BlockKey, data: &[u8]) -> Vec<u8> {
     rest.extend_from_slice(e);
     rest.extend_from_slice(&key.index.to_le_bytes());
     rest.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    let mut digest = BLOCK_CRC64.digest();
+    let mut digest = crate::crc64::Crc64Digest::new();
     digest.update(&rest);
     digest.update(data);
     let mut header = Vec::with_capacity(16 + rest.len());
     header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&digest.finalize().to_le_bytes());
+    header.extend_from_slice(&digest.value().to_le_bytes());
     header.extend_from_slice(&rest);
     header
 }
@@ -405,7 +400,7 @@ fn decode(raw: &[u8], key: &BlockKey) -> Option<std::ops::Range<usize>> {
         return None;
     }
     let crc = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
-    if BLOCK_CRC64.checksum(raw.get(16..)?) != crc {
+    if crate::crc64::checksum(raw.get(16..)?) != crc {
         return None;
     }
     let klen = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
@@ -461,8 +456,8 @@ mod tests {
     #[test]
     fn block_crc_is_the_oss_crc64() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 3) as u8).collect();
-        assert_eq!(BLOCK_CRC64.checksum(&data), crate::crc64::checksum(&data));
-        assert_eq!(BLOCK_CRC64.checksum(b"123456789"), 0x995d_c9bb_df19_39fa);
+        assert_eq!(crate::crc64::CRC64.checksum(&data), crate::crc64::checksum(&data));
+        assert_eq!(crate::crc64::checksum(b"123456789"), 0x995d_c9bb_df19_39fa);
     }
 
     #[test]

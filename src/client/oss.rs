@@ -576,7 +576,7 @@ impl OssClient {
             retry: config.retry,
             provider,
             clock_offset_ms: AtomicI64::new(0),
-            buffers: BufferPool::new(crate::client::buffers::DEFAULT_IDLE_BYTES),
+            buffers: BufferPool::global().clone(),
         })
     }
 
@@ -839,7 +839,7 @@ impl ObjectClient for OssClient {
         let mut want_end: Option<u64> = params.range.as_ref().map(|r| r.end);
         let mut etag = params.if_match.clone();
         let mut meta: Option<ObjectMeta> = None;
-        let mut buf: Vec<u8> = Vec::new();
+        let mut buf = self.buffers.take(0);
         let mut state = RetryState::new(&self.retry);
         let mut resumed = false;
         'attempts: loop {
@@ -927,7 +927,7 @@ impl ObjectClient for OssClient {
                             skip -= n;
                         }
                         let take = chunk.len().min(remaining);
-                        buf.extend_from_slice(&chunk[..take]);
+                        buf.append(&chunk[..take]);
                     }
                     Ok(None) => break format!("body ended after {} of {} bytes", buf.len(), end - want_start),
                     Err(e) => break transport_message(e),
@@ -953,7 +953,7 @@ impl ObjectClient for OssClient {
             )));
         }
         let meta = meta.ok_or_else(|| ClientError::InvalidResponse("GetObject without metadata".into()))?;
-        let data = self.buffers.freeze(buf);
+        let data = buf.freeze();
         if params.range.is_none()
             && let Some(expected) = meta.crc64
         {

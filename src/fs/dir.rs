@@ -69,6 +69,21 @@ impl DirSnapshot {
         }
     }
 
+    /// A complete snapshot made of the items of an earlier complete listing.
+    pub fn from_items(prefix: String, items: Vec<DirItem>) -> Self {
+        let mut snapshot = DirSnapshot::new(prefix);
+        for item in &items {
+            match item.kind {
+                Kind::Dir => snapshot.dir_names.insert(item.name.clone()),
+                _ => snapshot.emitted_files.insert(item.name.clone()),
+            };
+        }
+        snapshot.items = items;
+        snapshot.started = true;
+        snapshot.done = true;
+        snapshot
+    }
+
     /// Fetch pages until at least `want` items are known or the listing is complete.
     pub async fn fill<C: ObjectClient>(&mut self, client: &C, want: usize) -> Result<(), FsError> {
         while self.items.len() < want && !self.done {

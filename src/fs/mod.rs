@@ -55,6 +55,10 @@ pub const LOOKUP_LIST_KEYS: usize = 32;
 /// Entries returned by one readdir call (the kernel asks again from the next offset).
 /// (A kernel readdir buffer is one page: about 100 plain entries or 25 with attributes.)
 pub const READDIR_BATCH_ENTRIES: usize = 128;
+/// Complete directory listings kept for reuse within the metadata TTL (directories).
+pub const LISTING_CACHE_DIRS: usize = 64;
+/// Listings longer than this (entries) are not kept.
+pub const LISTING_CACHE_MAX_ENTRIES: usize = 100_000;
 /// Entries returned by one readdirplus call.
 pub const READDIRPLUS_BATCH_ENTRIES: usize = 48;
 /// Above this many inodes, opendir drops those the kernel holds no reference to and whose
@@ -225,6 +229,34 @@ struct FileHandle<C: ObjectClient> {
 struct DirHandle {
     ino: u64,
     snapshot: tokio::sync::Mutex<DirSnapshot>,
+    /// The snapshot came from the listing cache (its attributes may be older than the inodes').
+    cached: std::sync::atomic::AtomicBool,
+    /// Mutation count when the snapshot's listing started (see `OssFs::mutations`).
+    generation: AtomicU64,
+}
+
+/// A complete listing of a directory, reused by `opendir` within the metadata TTL while
+/// nothing in the mount changed.
+struct CachedListing {
+    items: Arc<Vec<DirItem>>,
+    generation: u64,
+    at: std::time::Instant,
+}
+
+/// Counts a mutation in and out (see `OssFs::mutations`).
+struct Mutation<'a>(&'a AtomicU64);
+
+impl<'a> Mutation<'a> {
+    fn new(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Mutation(counter)
+    }
+}
+
+impl Drop for Mutation<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 enum Staging {
@@ -259,6 +291,12 @@ pub struct OssFs<C: ObjectClient> {
     /// Held (shared) while bytes are pushed into the kernel's page cache, and (exclusive) while
     /// a file gets its first writer, so a push never lands after a write began.
     page_fill: std::sync::RwLock<()>,
+    /// Raised when any change through this mount starts and again when it ends: a listing
+    /// taken while the count did not move reflects every change made here.
+    mutations: AtomicU64,
+    /// Complete directory listings by directory inode, valid for the metadata TTL while
+    /// `mutations` has not moved since they were taken.
+    listings: Mutex<HashMap<u64, CachedListing>>,
 }
 
 /// What `OssFs::read_for_kernel` returns: the bytes asked for and, for a random read of a file
@@ -400,6 +438,8 @@ impl<C: ObjectClient> OssFs<C> {
             copy_object_max_bytes: AtomicU64::new(COPY_OBJECT_MAX_BYTES),
             prune_floor: AtomicUsize::new(0),
             page_fill: std::sync::RwLock::new(()),
+            mutations: AtomicU64::new(0),
+            listings: Mutex::new(HashMap::new()),
         })
     }
 
@@ -426,11 +466,12 @@ impl<C: ObjectClient> OssFs<C> {
         self.config.metadata_ttl.unwrap_or(INDEFINITE_TTL)
     }
 
-    fn check_writable(&self) -> Result<(), FsError> {
+    /// EROFS on a read-only mount; otherwise the change is counted until the guard drops.
+    fn check_writable(&self) -> Result<Mutation<'_>, FsError> {
         if self.config.read_only {
             return Err(err(libc::EROFS, "read-only mount"));
         }
-        Ok(())
+        Ok(Mutation::new(&self.mutations))
     }
 
     /// Object key of a file/symlink path, or key prefix of a directory path.
@@ -808,6 +849,7 @@ impl<C: ObjectClient> OssFs<C> {
     /// Flush the writer of `ino` to its current key (or drop its content when the file was
     /// unlinked meanwhile).
     async fn flush_writer(&self, ino: u64, slot: &WriterSlot<C>) -> Result<(), FsError> {
+        let _mutation = Mutation::new(&self.mutations);
         let mut writer = slot.writer.lock().await;
         let inode = self.inode(ino)?;
         if inode.detached {
@@ -823,9 +865,11 @@ impl<C: ObjectClient> OssFs<C> {
     pub async fn setattr(&self, ino: u64, req: SetAttr) -> Result<Attr, FsError> {
         let inode = self.inode(ino)?;
         let changes_meta = req.mode.is_some() || req.uid.is_some() || req.gid.is_some() || req.mtime.is_some();
-        if req.size.is_some() || changes_meta {
-            self.check_writable()?;
-        }
+        let _mutation = if req.size.is_some() || changes_meta {
+            Some(self.check_writable()?)
+        } else {
+            None
+        };
         if let Some(size) = req.size {
             if inode.kind != Kind::File {
                 return Err(err(
@@ -1041,7 +1085,7 @@ impl<C: ObjectClient> OssFs<C> {
         uid: u32,
         gid: u32,
     ) -> Result<Entry, FsError> {
-        self.check_writable()?;
+        let _mutation = self.check_writable()?;
         let parent = self.dir_inode(parent)?;
         let name = self.name_str(name)?;
         let path = self.ensure_absent(&parent, name).await?;
@@ -1075,7 +1119,7 @@ impl<C: ObjectClient> OssFs<C> {
         uid: u32,
         gid: u32,
     ) -> Result<Entry, FsError> {
-        self.check_writable()?;
+        let _mutation = self.check_writable()?;
         let file_type = mode & libc::S_IFMT;
         let special = matches!(
             file_type,
@@ -1110,7 +1154,7 @@ impl<C: ObjectClient> OssFs<C> {
     }
 
     pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
-        self.check_writable()?;
+        let _mutation = self.check_writable()?;
         let parent = self.dir_inode(parent)?;
         let name = self.name_str(name)?;
         let path = join_path(&parent.path, name);
@@ -1144,7 +1188,7 @@ impl<C: ObjectClient> OssFs<C> {
     }
 
     pub async fn rmdir(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
-        self.check_writable()?;
+        let _mutation = self.check_writable()?;
         let parent = self.dir_inode(parent)?;
         let name = self.name_str(name)?;
         let path = join_path(&parent.path, name);
@@ -1171,7 +1215,7 @@ impl<C: ObjectClient> OssFs<C> {
         uid: u32,
         gid: u32,
     ) -> Result<Entry, FsError> {
-        self.check_writable()?;
+        let _mutation = self.check_writable()?;
         let parent = self.dir_inode(parent)?;
         let name = self.name_str(name)?;
         let target = target
@@ -1207,7 +1251,7 @@ impl<C: ObjectClient> OssFs<C> {
 
     /// Hard links cannot be represented in OSS: EPERM (as on filesystems without them).
     pub async fn link(&self, _ino: u64, _newparent: u64, _newname: &OsStr) -> Result<Entry, FsError> {
-        self.check_writable()?;
+        let _mutation = self.check_writable()?;
         Err(err(libc::EPERM, "hard links are not supported"))
     }
 
@@ -1295,7 +1339,7 @@ impl<C: ObjectClient> OssFs<C> {
         newname: &OsStr,
         flags: u32,
     ) -> Result<(), FsError> {
-        self.check_writable()?;
+        let _mutation = self.check_writable()?;
         if flags & libc::RENAME_EXCHANGE != 0 || flags & libc::RENAME_WHITEOUT != 0 {
             return Err(err(libc::EINVAL, "RENAME_EXCHANGE/RENAME_WHITEOUT are not supported"));
         }
@@ -1488,7 +1532,7 @@ impl<C: ObjectClient> OssFs<C> {
         }
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if writable || flags & libc::O_TRUNC != 0 {
-            self.check_writable()?;
+            let _mutation = self.check_writable()?;
         }
         let slot = self.writer_slot(ino);
         // Close-to-open: a file not being written here is revalidated when its attributes are
@@ -1539,7 +1583,7 @@ impl<C: ObjectClient> OssFs<C> {
         uid: u32,
         gid: u32,
     ) -> Result<(Entry, Opened), FsError> {
-        self.check_writable()?;
+        let _mutation = self.check_writable()?;
         let parent = self.dir_inode(parent)?;
         let name = self.name_str(name)?;
         let path = join_path(&parent.path, name);
@@ -1684,7 +1728,7 @@ impl<C: ObjectClient> OssFs<C> {
     }
 
     pub async fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
-        self.check_writable()?;
+        let _mutation = self.check_writable()?;
         let handle = self.handle(fh)?;
         if !handle.writable {
             return Err(err(libc::EBADF, "file not open for writing"));
@@ -1775,6 +1819,8 @@ impl<C: ObjectClient> OssFs<C> {
             Arc::new(DirHandle {
                 ino,
                 snapshot: tokio::sync::Mutex::new(snapshot),
+                cached: std::sync::atomic::AtomicBool::new(false),
+                generation: AtomicU64::new(0),
             }),
         );
         Ok(Opened {
@@ -1794,9 +1840,24 @@ impl<C: ObjectClient> OssFs<C> {
             return Err(err(libc::EBADF, "directory handle of another inode"));
         }
         let mut snapshot = handle.snapshot.lock().await;
-        if offset == 0 && snapshot.started() {
-            *snapshot = DirSnapshot::new(self.key(&inode.path, Kind::Dir));
+        if offset == 0 || !snapshot.started() {
+            if offset == 0 && snapshot.started() {
+                // rewinddir: a new snapshot.
+                *snapshot = DirSnapshot::new(self.key(&inode.path, Kind::Dir));
+            }
+            if !snapshot.started() {
+                let generation = self.mutations.load(Ordering::SeqCst);
+                handle.generation.store(generation, Ordering::SeqCst);
+                match self.cached_listing(ino, generation) {
+                    Some(items) => {
+                        *snapshot = DirSnapshot::from_items(self.key(&inode.path, Kind::Dir), items.to_vec());
+                        handle.cached.store(true, Ordering::SeqCst);
+                    }
+                    None => handle.cached.store(false, Ordering::SeqCst),
+                }
+            }
         }
+        let from_cache = handle.cached.load(Ordering::SeqCst);
         let mut out = Vec::new();
         let mut offset = offset;
         let dot = |ino: u64, name: &str, next: u64, attr: Option<Entry>| DirEntry {
@@ -1834,6 +1895,7 @@ impl<C: ObjectClient> OssFs<C> {
                     stat: None,
                 });
             }
+            self.store_listing(ino, handle.generation.load(Ordering::SeqCst), &snapshot.items);
         }
         let end = snapshot.items.len().min(want);
         for (i, item) in snapshot.items.iter().enumerate().take(end).skip(start) {
@@ -1844,8 +1906,13 @@ impl<C: ObjectClient> OssFs<C> {
                         stat: stat.clone(),
                     };
                     match self.inodes.by_path(&join_path(&inode.path, &item.name)) {
-                        // Files being written here keep their local state.
-                        Some(existing) if existing.local_only || self.writer_slot(existing.ino).is_some() => existing,
+                        // Files being written here keep their local state; and a cached
+                        // listing never overrides what the inode learnt since.
+                        Some(existing)
+                            if from_cache || existing.local_only || self.writer_slot(existing.ino).is_some() =>
+                        {
+                            existing
+                        }
                         _ => self.inodes.upsert(ino, &inode.path, &item.name, found, false),
                     }
                 }
@@ -1869,6 +1936,58 @@ impl<C: ObjectClient> OssFs<C> {
             });
         }
         Ok(out)
+    }
+
+    /// The cached complete listing of directory `ino`, if it is younger than the metadata TTL
+    /// and nothing changed through this mount since it was taken (`generation` is the
+    /// current mutation count).
+    fn cached_listing(&self, ino: u64, generation: u64) -> Option<Arc<Vec<DirItem>>> {
+        let ttl = self.config.metadata_ttl;
+        let mut listings = lock(&self.listings);
+        let fresh = listings
+            .get(&ino)
+            .is_some_and(|l| l.generation == generation && ttl.is_none_or(|ttl| l.at.elapsed() < ttl));
+        if fresh {
+            return listings.get(&ino).map(|l| l.items.clone());
+        }
+        listings.remove(&ino);
+        None
+    }
+
+    /// Keep a complete listing that started at mutation count `generation`, unless something
+    /// changed meanwhile (it could then miss that change). At most `LISTING_CACHE_DIRS`
+    /// directories are kept; the oldest go first.
+    fn store_listing(&self, ino: u64, generation: u64, items: &[DirItem]) {
+        if self.config.metadata_ttl == Some(Duration::ZERO)
+            || items.len() > LISTING_CACHE_MAX_ENTRIES
+            || self.mutations.load(Ordering::SeqCst) != generation
+        {
+            return;
+        }
+        let mut listings = lock(&self.listings);
+        if listings.len() >= LISTING_CACHE_DIRS {
+            let stale: Vec<u64> = listings
+                .iter()
+                .filter(|(_, l)| l.generation != generation)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in stale {
+                listings.remove(&k);
+            }
+            if listings.len() >= LISTING_CACHE_DIRS
+                && let Some(oldest) = listings.iter().min_by_key(|(_, l)| l.at).map(|(k, _)| *k)
+            {
+                listings.remove(&oldest);
+            }
+        }
+        listings.insert(
+            ino,
+            CachedListing {
+                items: Arc::new(items.to_vec()),
+                generation,
+                at: std::time::Instant::now(),
+            },
+        );
     }
 
     pub async fn releasedir(&self, _ino: u64, fh: u64) -> Result<(), FsError> {

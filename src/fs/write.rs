@@ -38,6 +38,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::cache::{DataCache, DataReader};
+use crate::client::buffers::{BufferPool, PoolBuf};
 use crate::client::{
     ClientError, CompleteMultipartUploadParams, CopyObjectParams, CreateMultipartUploadParams, GetObjectParams,
     MAX_PARTS, MetadataDirective, ObjectClient, PutObjectParams, UploadPartParams, UploadedPart,
@@ -95,10 +96,70 @@ pub struct Uploaded {
     pub time: SystemTime,
 }
 
+/// A streaming upload's bytes not sent yet. Small files stay in a heap buffer; from
+/// [`SMALL_PENDING_BYTES`] on they move into a pooled buffer of one part (`client::buffers`),
+/// which is filled to exactly `part_size` and sent without being copied or regrown.
+#[derive(Default)]
+struct Pending {
+    heap: BytesMut,
+    part: Option<PoolBuf>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.part.as_ref().map_or(self.heap.len(), PoolBuf::len)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.part.as_ref().map_or(&self.heap[..], PoolBuf::as_slice)
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        match self.part.as_mut() {
+            Some(p) => p.as_mut_slice(),
+            None => &mut self.heap[..],
+        }
+    }
+
+    /// Append as much of `data` as fits below `part_size`; returns how much was taken.
+    fn append(&mut self, data: &[u8], part_size: usize) -> usize {
+        if self.part.is_none() {
+            if self.heap.len() + data.len() < SMALL_PENDING_BYTES.min(part_size) {
+                self.heap.extend_from_slice(data);
+                return data.len();
+            }
+            let mut part = BufferPool::global().take(part_size);
+            part.append(&self.heap);
+            self.heap = BytesMut::new();
+            self.part = Some(part);
+        }
+        match self.part.as_mut() {
+            Some(p) => p.append(&data[..data.len().min(part_size.saturating_sub(p.len()))]),
+            None => 0,
+        }
+    }
+
+    /// Everything pending, as the body of a part or object.
+    fn take(&mut self) -> Bytes {
+        match self.part.take() {
+            Some(p) => p.freeze(),
+            None => std::mem::take(&mut self.heap).freeze(),
+        }
+    }
+}
+
+/// Pending bytes below this stay in a growable heap buffer (most files are small); beyond it a
+/// part-size buffer is taken from the pool.
+pub const SMALL_PENDING_BYTES: usize = 1024 * 1024;
+
 struct Streaming {
     key: String,
     upload_id: Option<String>,
-    buf: BytesMut,
+    buf: Pending,
     size: u64,
     next_part: u32,
     in_flight: VecDeque<JoinHandle<Result<UploadedPart, ClientError>>>,
@@ -114,7 +175,7 @@ struct Staged {
 enum WriteState {
     Clean,
     Empty,
-    Streaming(Streaming),
+    Streaming(Box<Streaming>),
     Staged(Staged),
     Failed(i32),
 }
@@ -212,16 +273,16 @@ impl<C: ObjectClient> FileWriter<C> {
         }
         match &mut self.state {
             WriteState::Empty if offset == 0 => {
-                self.state = WriteState::Streaming(Streaming {
+                self.state = WriteState::Streaming(Box::new(Streaming {
                     key: key.to_string(),
                     upload_id: None,
-                    buf: BytesMut::new(),
+                    buf: Pending::default(),
                     size: 0,
                     next_part: 1,
                     in_flight: VecDeque::new(),
                     parts: Vec::new(),
                     meta_sent: None,
-                });
+                }));
                 self.stream_append(ctx, data).await?;
             }
             WriteState::Streaming(s) if offset >= s.size => {
@@ -236,7 +297,7 @@ impl<C: ObjectClient> FileWriter<C> {
             {
                 // A rewrite within the bytes not sent yet: patch the buffer.
                 let start = (offset - (s.size - s.buf.len() as u64)) as usize;
-                s.buf[start..start + data.len()].copy_from_slice(data);
+                s.buf.as_mut_slice()[start..start + data.len()].copy_from_slice(data);
             }
             _ => {
                 self.ensure_staged(ctx, key).await?;
@@ -268,10 +329,15 @@ impl<C: ObjectClient> FileWriter<C> {
             return Err(eio("internal: not streaming"));
         };
         let part_size = ctx.part_size_bytes as usize;
-        s.buf.extend_from_slice(data);
-        s.size += data.len() as u64;
+        let mut rest = data;
         let mut result = Ok(());
-        while s.buf.len() >= part_size {
+        loop {
+            let taken = s.buf.append(rest, part_size);
+            s.size += taken as u64;
+            rest = &rest[taken..];
+            if s.buf.len() < part_size {
+                break;
+            }
             if s.next_part > MAX_PARTS {
                 result = Err(FsError::new(
                     libc::EFBIG,
@@ -296,7 +362,7 @@ impl<C: ObjectClient> FileWriter<C> {
                     }
                 }
             };
-            let body = s.buf.split_to(part_size).freeze();
+            let body = s.buf.take();
             let params = UploadPartParams {
                 key: s.key.clone(),
                 upload_id,
@@ -420,7 +486,7 @@ impl<C: ObjectClient> FileWriter<C> {
             WriteState::Streaming(s) if s.upload_id.is_none() => {
                 // Nothing sent yet: the buffer is the whole content.
                 let file = tempfile::tempfile_in(&ctx.staging_dir)?;
-                file.write_all_at(&s.buf, 0)?;
+                file.write_all_at(s.buf.as_slice(), 0)?;
                 let size = s.size;
                 self.state = WriteState::Staged(Staged {
                     file: Arc::new(file),
@@ -501,7 +567,7 @@ impl<C: ObjectClient> FileWriter<C> {
         let key = s.key.clone();
         let result = match s.upload_id.clone() {
             None => {
-                let body = std::mem::take(&mut s.buf).freeze();
+                let body = s.buf.take();
                 let size = body.len() as u64;
                 ctx.client
                     .put_object(PutObjectParams::new(key.clone(), body).user_meta(meta_now.clone()))
@@ -573,7 +639,7 @@ impl<C: ObjectClient> FileWriter<C> {
             if s.next_part > MAX_PARTS {
                 return Err(FsError::new(libc::EFBIG, format!("file exceeds {MAX_PARTS} parts")));
             }
-            let body = std::mem::take(&mut s.buf).freeze();
+            let body = s.buf.take();
             let params = UploadPartParams {
                 key: s.key.clone(),
                 upload_id: upload_id.to_string(),
