@@ -20,8 +20,8 @@ use crate::server::{
     ACCOUNT_ID, App, ReqBody, RespBody, Target, empty, full, http_date, percent_decode, read_small_body,
 };
 use crate::storage::{
-    AppendRequest, BodyLen, Bucket, FileRange, ListEntry, ObjectMeta, ObjectType, StorageError, WriteMeta, Written,
-    spawn_reader,
+    AppendRequest, BodyLen, Bucket, ListEntry, NewData, ObjectData, ObjectMeta, ObjectType, StorageError, WriteMeta,
+    Written, spawn_reader,
 };
 use crate::xml::{XmlWriter, url_encode};
 use crate::{auth, policy, s3};
@@ -774,7 +774,7 @@ fn parse_range(value: Option<&str>, size: u64, standard: bool) -> RangeResult {
 }
 
 /// The object at `key`, following one symlink level (None when missing or dangling).
-fn open_following(b: &Bucket, key: &str) -> Result<(Arc<ObjectMeta>, Option<std::fs::File>), OssError> {
+fn open_following(b: &Bucket, key: &str) -> Result<(Arc<ObjectMeta>, Option<ObjectData>), OssError> {
     let (meta, file) = b
         .open(key)
         .map_err(storage_error)?
@@ -1053,7 +1053,7 @@ fn get_object(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
         return Err(OssError::internal_error());
     };
     let cut = ctx.app.faults.reset_for(ctx.op.name());
-    let rx = spawn_reader(file, start, len);
+    let rx = spawn_reader(file.ranges(start, len));
     let app = ctx.app.clone();
     let stream = futures::stream::unfold((rx, 0u64, Phase::Streaming), move |(mut rx, sent, phase)| {
         let app = app.clone();
@@ -1115,7 +1115,7 @@ async fn put_object(ctx: &Ctx<'_>, body: ReqBody) -> Result<Response<RespBody>, 
     );
     let md5_b64 = base64::engine::general_purpose::STANDARD.encode(w.md5);
     let (app, b) = (ctx.app.clone(), b.clone());
-    let saved = blocking(move || app.storage.commit(&b, meta, Some(w.temp), forbid)).await?;
+    let saved = blocking(move || app.storage.commit(&b, meta, NewData::Temp(w.temp), forbid)).await?;
     let mut r = Response::builder();
     r = set(r, "ETag", &saved.etag);
     r = set(r, "Content-MD5", &md5_b64);
@@ -1136,6 +1136,7 @@ fn new_meta(key: &str, w: &Written, object_type: ObjectType, meta: WriteMeta, et
         meta,
         symlink_target: None,
         data_file: None,
+        data_parts: Vec::new(),
     }
 }
 
@@ -1192,18 +1193,11 @@ async fn copy_object(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
     if forbid && b.get(&ctx.key).is_some() {
         return Err(file_exists());
     }
-    let ranges = match file {
-        Some(file) => vec![FileRange {
-            file,
-            offset: 0,
-            len: src.size,
-        }],
-        None => vec![],
-    };
+    let ranges = file.map(|data| data.ranges(0, src.size)).unwrap_or_default();
     let w = ctx.app.storage.copy_ranges(ranges, true).await.map_err(storage_error)?;
     let m = new_meta(&ctx.key, &w, ObjectType::Normal, meta, w.etag());
     let (app, b) = (ctx.app.clone(), b.clone());
-    let saved = blocking(move || app.storage.commit(&b, m, Some(w.temp), forbid)).await?;
+    let saved = blocking(move || app.storage.commit(&b, m, NewData::Temp(w.temp), forbid)).await?;
     let mut x = XmlWriter::new("CopyObjectResult");
     x.elem("ETag", &saved.etag)
         .elem("LastModified", &iso(saved.last_modified()));
@@ -1283,10 +1277,7 @@ async fn upload_part(ctx: &Ctx<'_>, body: ReqBody) -> Result<Response<RespBody>,
         if len > MAX_OBJECT_BYTES {
             return Err(entity_too_large());
         }
-        let ranges = match file {
-            Some(file) if len > 0 => vec![FileRange { file, offset, len }],
-            _ => vec![],
-        };
+        let ranges = file.map(|data| data.ranges(offset, len)).unwrap_or_default();
         let w = ctx.app.storage.copy_ranges(ranges, true).await.map_err(storage_error)?;
         let app = ctx.app.clone();
         let part = blocking(move || app.storage.put_part(&up, number, w)).await?;
@@ -1400,26 +1391,14 @@ async fn complete(ctx: &Ctx<'_>, body: ReqBody) -> Result<Response<RespBody>, Os
     }
     // Claim the upload so a concurrent Abort/Complete sees it gone.
     let up = ctx.app.storage.take_upload(&id).ok_or_else(|| no_such_upload(&id))?;
-    let mut files = Vec::with_capacity(parts.len());
+    // As in OSS, completing copies nothing: the object is the list of its parts' files, its
+    // CRC is combined from theirs and its ETag built from their MD5s.
+    let (mut crc64, mut size) = (0u64, 0u64);
     for p in &parts {
-        match std::fs::File::open(up.part_path(p)) {
-            Ok(file) => files.push((file, p.size, p.crc64)),
-            Err(e) => {
-                ctx.app.storage.restore_upload(up);
-                tracing::error!(error = %e, "opening a part");
-                return Err(OssError::internal_error());
-            }
-        }
+        crc64 = crate::storage::crc64_combine(crc64, p.crc64, p.size);
+        size += p.size;
     }
-    // The multipart ETag is built from the part MD5s and the CRC from the part CRCs: the
-    // concatenation never passes through user space.
-    let w = match ctx.app.storage.concat(files).await {
-        Ok(w) => w,
-        Err(e) => {
-            ctx.app.storage.restore_upload(up);
-            return Err(storage_error(e));
-        }
-    };
+    let files: Vec<(std::path::PathBuf, u64)> = parts.iter().map(|p| (up.part_path(p), p.size)).collect();
     let mut h = Md5::new();
     for p in &parts {
         if let Ok(raw) = hex::decode(&p.md5_hex) {
@@ -1427,9 +1406,20 @@ async fn complete(ctx: &Ctx<'_>, body: ReqBody) -> Result<Response<RespBody>, Os
         }
     }
     let etag = format!("\"{}-{}\"", hex::encode_upper(h.finalize()), parts.len());
-    let m = new_meta(&ctx.key, &w, ObjectType::Multipart, up.info.meta.clone(), etag);
+    let m = ObjectMeta {
+        key: ctx.key.clone(),
+        size,
+        etag,
+        crc64,
+        last_modified_ms: Utc::now().timestamp_millis(),
+        object_type: ObjectType::Multipart,
+        meta: up.info.meta.clone(),
+        symlink_target: None,
+        data_file: None,
+        data_parts: Vec::new(),
+    };
     let (app, b2) = (ctx.app.clone(), b.clone());
-    let saved = match blocking(move || app.storage.commit(&b2, m, Some(w.temp), forbid)).await {
+    let saved = match blocking(move || app.storage.commit(&b2, m, NewData::Parts(files), forbid)).await {
         Ok(s) => s,
         Err(e) => {
             ctx.app.storage.restore_upload(up);
@@ -1657,9 +1647,10 @@ async fn put_symlink(ctx: &Ctx<'_>) -> Result<Response<RespBody>, OssError> {
         meta: write_meta_from(&ctx.headers),
         symlink_target: Some(raw),
         data_file: None,
+        data_parts: Vec::new(),
     };
     let (app, b, forbid) = (ctx.app.clone(), b.clone(), ctx.forbid_overwrite());
-    let saved = blocking(move || app.storage.commit(&b, meta, None, forbid)).await?;
+    let saved = blocking(move || app.storage.commit(&b, meta, NewData::None, forbid)).await?;
     let mut r = Response::builder();
     r = set(r, "ETag", &saved.etag);
     r.header(header::CONTENT_LENGTH, 0)

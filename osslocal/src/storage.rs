@@ -27,14 +27,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, TimeZone, Utc};
-use crc::{CRC_64_XZ, Crc, Table};
 use md5::{Digest as _, Md5};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
-/// CRC-64/XZ with a slice-by-16 table (several GB/s).
-pub static CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_XZ);
+/// CRC-64/XZ with a slice-by-16 table: the reference the SIMD digest is tested against.
+#[cfg(test)]
+pub static CRC64: crc::Crc<u64, crc::Table<16>> = crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_XZ);
 
 /// Size of the chunks handed to the blocking writer and read back for GETs and copies.
 pub const IO_CHUNK_BYTES: usize = 1024 * 1024;
@@ -135,8 +135,64 @@ pub struct ObjectMeta {
     pub object_type: ObjectType,
     pub meta: WriteMeta,
     pub symlink_target: Option<String>,
-    /// File name under the bucket's `data/` dir; `None` for symlinks.
+    /// File name under the bucket's `data/` dir; `None` for symlinks and multipart objects.
     pub data_file: Option<String>,
+    /// A completed multipart object: its parts' files under `data/`, in order; the object is
+    /// their concatenation (as in OSS, completing an upload copies nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_parts: Vec<DataPart>,
+}
+
+/// One file of a multipart object's data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPart {
+    pub file: String,
+    pub size: u64,
+}
+
+/// The opened data of an object version.
+pub enum ObjectData {
+    File(File),
+    /// Multipart: the part files with their sizes, in order.
+    Parts(Vec<(File, u64)>),
+}
+
+impl ObjectData {
+    /// The file ranges holding bytes `[offset, offset + len)` of the object.
+    pub fn ranges(self, offset: u64, len: u64) -> Vec<FileRange> {
+        if len == 0 {
+            return Vec::new();
+        }
+        match self {
+            ObjectData::File(file) => vec![FileRange { file, offset, len }],
+            ObjectData::Parts(parts) => {
+                let (end, mut start) = (offset.saturating_add(len), 0u64);
+                let mut out = Vec::new();
+                for (file, size) in parts {
+                    let (from, to) = (offset.max(start), end.min(start + size));
+                    if from < to {
+                        out.push(FileRange {
+                            file,
+                            offset: from - start,
+                            len: to - from,
+                        });
+                    }
+                    start += size;
+                }
+                out
+            }
+        }
+    }
+}
+
+/// New data for [`Bucket::commit`].
+pub enum NewData {
+    /// None (symlinks).
+    None,
+    /// A written temp file, moved into place.
+    Temp(TempFile),
+    /// Multipart part files (path, size), linked into place in this order.
+    Parts(Vec<(PathBuf, u64)>),
 }
 
 impl ObjectMeta {
@@ -344,7 +400,7 @@ impl Upload {
 }
 
 /// An object version and its opened data file (None for symlinks).
-pub type Opened = (Arc<ObjectMeta>, Option<File>);
+pub type Opened = (Arc<ObjectMeta>, Option<ObjectData>);
 
 pub struct Bucket {
     pub name: String,
@@ -429,6 +485,16 @@ impl Bucket {
         meta.data_file.as_ref().map(|f| self.data_dir().join(f))
     }
 
+    /// Every data file of `meta` (one, the parts, or none).
+    fn data_paths(&self, meta: &ObjectMeta) -> Vec<PathBuf> {
+        let dir = self.data_dir();
+        meta.data_file
+            .iter()
+            .chain(meta.data_parts.iter().map(|p| &p.file))
+            .map(|f| dir.join(f))
+            .collect()
+    }
+
     pub fn get(&self, key: &str) -> Option<Arc<ObjectMeta>> {
         lock(&self.index).get(key.as_bytes()).cloned()
     }
@@ -436,13 +502,24 @@ impl Bucket {
     /// Current version of `key` with its data file opened (None for symlinks' file).
     /// Retries when a concurrent writer replaced the version between lookup and open.
     pub fn open(&self, key: &str) -> Result<Option<Opened>, StorageError> {
-        for _ in 0..OPEN_RETRIES {
+        'retry: for _ in 0..OPEN_RETRIES {
             let Some(meta) = self.get(key) else { return Ok(None) };
+            if !meta.data_parts.is_empty() {
+                let mut files = Vec::with_capacity(meta.data_parts.len());
+                for part in &meta.data_parts {
+                    match File::open(self.data_dir().join(&part.file)) {
+                        Ok(f) => files.push((f, part.size)),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue 'retry,
+                        Err(e) => return Err(io_err("opening object data")(e)),
+                    }
+                }
+                return Ok(Some((meta, Some(ObjectData::Parts(files)))));
+            }
             let Some(path) = self.data_path(&meta) else {
                 return Ok(Some((meta, None)));
             };
             match File::open(&path) {
-                Ok(f) => return Ok(Some((meta, Some(f)))),
+                Ok(f) => return Ok(Some((meta, Some(ObjectData::File(f))))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err("opening object data")(e)),
             }
@@ -460,24 +537,48 @@ impl Bucket {
         &self,
         tmp_dir: &Path,
         mut meta: ObjectMeta,
-        data: Option<TempFile>,
+        data: NewData,
         forbid_overwrite: bool,
         expect: Option<&Option<String>>,
     ) -> Result<Arc<ObjectMeta>, StorageError> {
         let hash = key_hash(&meta.key);
-        let mut new_data_path = None;
-        if let Some(temp) = data {
-            let name = format!("{hash}.{}", uuid::Uuid::new_v4().simple());
-            let path = self.data_dir().join(&name);
-            temp.persist(&path).map_err(io_err("moving object data into place"))?;
-            meta.data_file = Some(name);
-            new_data_path = Some(path);
-        }
-        let cleanup = |p: &Option<PathBuf>| {
-            if let Some(p) = p {
+        let mut new_data_paths: Vec<PathBuf> = Vec::new();
+        let cleanup = |paths: &[PathBuf]| {
+            for p in paths {
                 let _ = std::fs::remove_file(p);
             }
         };
+        match data {
+            NewData::None => {}
+            NewData::Temp(temp) => {
+                let name = format!("{hash}.{}", uuid::Uuid::new_v4().simple());
+                let path = self.data_dir().join(&name);
+                temp.persist(&path).map_err(io_err("moving object data into place"))?;
+                meta.data_file = Some(name);
+                new_data_paths.push(path);
+            }
+            NewData::Parts(parts) => {
+                // Hard links: the upload's files stay until the upload is discarded, so a
+                // failure here leaves the upload intact.
+                let base = format!("{hash}.{}", uuid::Uuid::new_v4().simple());
+                meta.data_file = None;
+                meta.data_parts = Vec::with_capacity(parts.len());
+                for (i, (src, size)) in parts.iter().enumerate() {
+                    let name = format!("{base}.p{}", i + 1);
+                    let path = self.data_dir().join(&name);
+                    if let Err(e) = std::fs::hard_link(src, &path) {
+                        cleanup(&new_data_paths);
+                        return Err(io_err("linking a part into place")(e));
+                    }
+                    new_data_paths.push(path);
+                    meta.data_parts.push(DataPart {
+                        file: name,
+                        size: *size,
+                    });
+                }
+            }
+        }
+        let new_data_path = &new_data_paths;
         // Sidecar written and synced outside the lock; only the rename is inside.
         let tmp_meta = tmp_dir.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
         let tmp_guard = TempFile {
@@ -493,7 +594,7 @@ impl Bucket {
             sync(&f, self.durable, "a sidecar")
         })();
         if let Err(e) = res {
-            cleanup(&new_data_path);
+            cleanup(new_data_path);
             return Err(e);
         }
         let meta = Arc::new(meta);
@@ -502,7 +603,7 @@ impl Bucket {
             let cur = index.get(meta.key.as_bytes());
             if forbid_overwrite && cur.is_some() {
                 drop(index);
-                cleanup(&new_data_path);
+                cleanup(new_data_path);
                 return Err(StorageError::Exists);
             }
             if let Some(expected) = expect {
@@ -510,7 +611,7 @@ impl Bucket {
                 if cur_etag.as_ref() != expected.as_ref() {
                     let length = cur.map(|m| m.size).unwrap_or(0);
                     drop(index);
-                    cleanup(&new_data_path);
+                    cleanup(new_data_path);
                     return Err(StorageError::Position {
                         position: u64::MAX,
                         length,
@@ -519,15 +620,20 @@ impl Bucket {
             }
             if let Err(e) = tmp_guard.persist(&self.meta_dir().join(format!("{hash}.json"))) {
                 drop(index);
-                cleanup(&new_data_path);
+                cleanup(new_data_path);
                 return Err(io_err("publishing a sidecar")(e));
             }
             index.insert(meta.key.as_bytes().to_vec(), meta.clone())
         };
-        if let Some(old) = old
-            && old.data_file != meta.data_file
-        {
-            cleanup(&self.data_path(&old));
+        if let Some(old) = old {
+            // Every new version has new file names, so all the old ones go.
+            let keep = self.data_paths(&meta);
+            let stale: Vec<PathBuf> = self
+                .data_paths(&old)
+                .into_iter()
+                .filter(|p| !keep.contains(p))
+                .collect();
+            cleanup(&stale);
         }
         Ok(meta)
     }
@@ -547,10 +653,10 @@ impl Bucket {
             }
             index.remove(key.as_bytes())
         };
-        if let Some(old) = old
-            && let Some(p) = self.data_path(&old)
-        {
-            let _ = std::fs::remove_file(p);
+        if let Some(old) = old {
+            for p in self.data_paths(&old) {
+                let _ = std::fs::remove_file(p);
+            }
         }
         Ok(true)
     }
@@ -715,7 +821,7 @@ impl Storage {
     /// temp file, hashing on a blocking thread. `expected`: the exact body length required.
     pub async fn ingest<S>(
         &self,
-        prefix: Option<FileRange>,
+        prefix: Option<Vec<FileRange>>,
         mut body: S,
         expected: BodyLen,
     ) -> Result<Written, StorageError>
@@ -836,44 +942,11 @@ impl Storage {
         })
     }
 
-    /// Concatenate whole files of known size and CRC (multipart parts) into a synced temp file.
-    /// The copy stays in the kernel (`copy_file_range` through `std::io::copy`) and the CRC is
-    /// combined from the parts' CRCs, so nothing is read into user space. `Written::md5` is zero.
-    pub async fn concat(&self, parts: Vec<(File, u64, u64)>) -> Result<Written, StorageError> {
-        let (temp, mut out) = self.new_temp()?;
-        let durable = self.durable;
-        let res = tokio::task::spawn_blocking(move || {
-            let (mut crc, mut size) = (CRC64.checksum(b""), 0u64);
-            for (file, len, part_crc) in parts {
-                let copied = std::io::copy(&mut file.take(len), &mut out).map_err(io_err("concatenating parts"))?;
-                if copied != len {
-                    return Err(StorageError::Io {
-                        context: format!("concatenating parts: a part has {copied} of {len} bytes"),
-                        source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
-                    });
-                }
-                crc = crc64_combine(crc, part_crc, len);
-                size += len;
-            }
-            sync(&out, durable, "a temp file")?;
-            Ok::<_, StorageError>((crc, size))
-        })
-        .await
-        .map_err(|e| StorageError::Join(e.to_string()))?;
-        let (crc64, size) = res?;
-        Ok(Written {
-            temp,
-            size,
-            md5: [0; 16],
-            crc64,
-        })
-    }
-
     pub fn commit(
         &self,
         bucket: &Bucket,
         meta: ObjectMeta,
-        data: Option<TempFile>,
+        data: NewData,
         forbid_overwrite: bool,
     ) -> Result<Arc<ObjectMeta>, StorageError> {
         bucket.commit(&self.tmp_dir, meta, data, forbid_overwrite, None)
@@ -914,11 +987,7 @@ impl Storage {
                     });
                 }
                 let prefix = match bucket.open(key)? {
-                    Some((opened, Some(file))) if opened.etag == m.etag => Some(FileRange {
-                        file,
-                        offset: 0,
-                        len: m.size,
-                    }),
+                    Some((opened, Some(data))) if opened.etag == m.etag => Some(data.ranges(0, m.size)),
                     _ => {
                         return Err(StorageError::Position {
                             position,
@@ -946,11 +1015,12 @@ impl Storage {
             meta: write_meta,
             symlink_target: None,
             data_file: None,
+            data_parts: Vec::new(),
         };
         // A PutObject/Delete that raced with this append wins: refuse to publish over it.
         let (b, tmp_dir) = (bucket.clone(), self.tmp_dir.clone());
         let committed =
-            tokio::task::spawn_blocking(move || b.commit(&tmp_dir, meta, Some(w.temp), false, Some(&expect)))
+            tokio::task::spawn_blocking(move || b.commit(&tmp_dir, meta, NewData::Temp(w.temp), false, Some(&expect)))
                 .await
                 .map_err(|e| StorageError::Join(e.to_string()))?;
         committed.map_err(|e| match e {
@@ -1119,7 +1189,11 @@ impl Bucket {
             }
         }
         // Remove data files no sidecar refers to (crash between data rename and publish).
-        let live: std::collections::HashSet<&str> = index.values().filter_map(|m| m.data_file.as_deref()).collect();
+        let live: std::collections::HashSet<&str> = index
+            .values()
+            .flat_map(|m| m.data_file.iter().chain(m.data_parts.iter().map(|p| &p.file)))
+            .map(String::as_str)
+            .collect();
         if let Ok(rd) = std::fs::read_dir(self.data_dir()) {
             for entry in rd.flatten() {
                 if !live.contains(entry.file_name().to_string_lossy().as_ref()) {
@@ -1156,13 +1230,13 @@ fn copy_range(out: &mut File, r: &mut FileRange, h: &mut Hashers) -> Result<(), 
 
 fn write_loop(
     mut file: File,
-    prefix: Option<FileRange>,
+    prefix: Option<Vec<FileRange>>,
     mut rx: mpsc::Receiver<Bytes>,
     with_md5: bool,
     durable: bool,
 ) -> Result<(Option<[u8; 16]>, u64, u64), StorageError> {
     let mut h = Hashers::new(with_md5);
-    if let Some(mut p) = prefix {
+    for mut p in prefix.into_iter().flatten() {
         copy_range(&mut file, &mut p, &mut h)?;
     }
     while let Some(chunk) = rx.blocking_recv() {
@@ -1173,59 +1247,57 @@ fn write_loop(
     Ok(h.finish())
 }
 
-/// Read `len` bytes from `offset` of `file` on a blocking thread, delivering chunks through
+/// Stream the bytes of `ranges` (in order) from a blocking thread, delivering chunks through
 /// a bounded channel (the receiver drives an HTTP response body).
-pub fn spawn_reader(file: File, offset: u64, len: u64) -> mpsc::Receiver<std::io::Result<Bytes>> {
+pub fn spawn_reader(ranges: Vec<FileRange>) -> mpsc::Receiver<std::io::Result<Bytes>> {
     let (tx, rx) = mpsc::channel(WRITER_QUEUE_CHUNKS);
     tokio::task::spawn_blocking(move || {
-        // A data file shorter than its metadata says would make a mapping fault (SIGBUS): check
-        // first. Data files never change once committed (every write makes a new file).
-        match file.metadata() {
-            Ok(m) if m.len() >= offset.saturating_add(len) => {}
-            Ok(m) => {
-                let e = std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("data file has {} bytes, {} needed", m.len(), offset.saturating_add(len)),
-                );
+        for range in ranges {
+            if let Err(e) = send_mapped(&range, &tx) {
                 let _ = tx.blocking_send(Err(e));
                 return;
-            }
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        }
-        // Chunks are mapped (and populated here, off the async threads) instead of read into
-        // buffers: the body goes from the page cache to the socket with one copy, not two.
-        let mut pos = offset;
-        let end = offset.saturating_add(len);
-        while pos < end {
-            let map_start = pos - pos % MAP_ALIGN_BYTES;
-            let map_end = end.min(map_start + MAP_CHUNK_BYTES);
-            // SAFETY: the file is never truncated or rewritten in place while osslocal runs
-            // (objects are replaced by renaming a new file over the name), and its length was
-            // checked above, so the mapping stays valid for as long as the `Bytes` lives.
-            let mapped = unsafe {
-                memmap2::MmapOptions::new()
-                    .offset(map_start)
-                    .len((map_end - map_start) as usize)
-                    .populate()
-                    .map(&file)
-            };
-            let chunk = match mapped {
-                Ok(map) => Bytes::from_owner(map).slice((pos - map_start) as usize..),
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            };
-            pos = map_end;
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return; // client went away
             }
         }
     });
     rx
+}
+
+/// Send the bytes of one range as chunks mapped from its file. Chunks are mapped (and
+/// populated here, off the async threads) instead of read into buffers: the body goes from the
+/// page cache to the socket with one copy, not two. `Ok` also when the receiver went away.
+fn send_mapped(range: &FileRange, tx: &mpsc::Sender<std::io::Result<Bytes>>) -> std::io::Result<()> {
+    let (offset, len) = (range.offset, range.len);
+    let end = offset.saturating_add(len);
+    // A data file shorter than its metadata says would make a mapping fault (SIGBUS): check
+    // first. Data files never change once committed (every write makes new files).
+    let have = range.file.metadata()?.len();
+    if have < end {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("data file has {have} bytes, {end} needed"),
+        ));
+    }
+    let mut pos = offset;
+    while pos < end {
+        let map_start = pos - pos % MAP_ALIGN_BYTES;
+        let map_end = end.min(map_start + MAP_CHUNK_BYTES);
+        // SAFETY: the file is never truncated or rewritten in place while osslocal runs
+        // (objects are replaced by moving new files into place), and its length was checked
+        // above, so the mapping stays valid for as long as the `Bytes` lives.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(map_start)
+                .len((map_end - map_start) as usize)
+                .populate()
+                .map(&range.file)?
+        };
+        let chunk = Bytes::from_owner(map).slice((pos - map_start) as usize..);
+        pos = map_end;
+        if tx.blocking_send(Ok(chunk)).is_err() {
+            return Ok(()); // client went away
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1274,6 +1346,7 @@ mod tests {
             meta: WriteMeta::default(),
             symlink_target: None,
             data_file: None,
+            data_parts: Vec::new(),
         }
     }
 
@@ -1283,7 +1356,7 @@ mod tests {
         let s = Storage::open(dir.path(), &["b".to_string()], true).unwrap();
         let b = s.bucket("b").unwrap();
         for k in ["a/1", "a/2", "a/sub/x", "a/sub/y", "a/z", "b"] {
-            s.commit(&b, meta(k), None, false).unwrap();
+            s.commit(&b, meta(k), NewData::None, false).unwrap();
         }
         let names = |p: &ListPage| {
             p.entries
@@ -1304,7 +1377,7 @@ mod tests {
         assert!(!p2.truncated);
         let all = b.list("", "", None, 1000);
         assert_eq!(all.entries.len(), 6);
-        assert!(s.commit(&b, meta("b"), None, true).is_err());
+        assert!(s.commit(&b, meta("b"), NewData::None, true).is_err());
         assert!(b.delete("b").unwrap());
         assert!(!b.delete("b").unwrap());
         // restart keeps the index

@@ -702,3 +702,61 @@ fn bucket_level_operations() {
     assert_eq!(stats["ops"]["GetBucketInfo"], 2);
     assert_eq!(stats["errors"]["NoSuchBucket"], 1);
 }
+
+/// A completed multipart object is kept as its parts' files (completing copies nothing): ranged
+/// reads across part boundaries, copies from it, a restart, an overwrite and a delete all see
+/// exactly the concatenation, and no data file outlives its object.
+#[test]
+fn multipart_objects_are_their_parts_without_a_copy() {
+    let mut s = Server::anon();
+    let parts = [pattern(100 * 1024, 5), pattern(100 * 1024, 6), pattern(7_000, 7)];
+    let whole: Vec<u8> = parts.concat();
+    let id = initiate(&s, "big");
+    let mut etags = vec![];
+    for (i, p) in parts.iter().enumerate() {
+        let r = s.put(&format!("/bkt/big?partNumber={}&uploadId={id}", i + 1), p);
+        assert_eq!(r.status, 200, "{}", r.text());
+        etags.push(r.h("ETag").unwrap().to_string());
+    }
+    let list: Vec<(u32, &String)> = etags.iter().enumerate().map(|(i, e)| (i as u32 + 1, e)).collect();
+    let body = complete_body(&list.iter().map(|(n, e)| (*n, e.as_str())).collect::<Vec<_>>());
+    let r = s.req("POST", &format!("/bkt/big?uploadId={id}")).body(&body).send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.h("x-oss-hash-crc64ecma"), Some(crc64(&whole).to_string().as_str()));
+
+    let data_files =
+        |s: &Server| -> usize { std::fs::read_dir(s.data_dir().join("buckets/bkt/data")).map_or(0, |d| d.count()) };
+    assert_eq!(data_files(&s), 3, "one file per part, no concatenated copy");
+    let check = |s: &Server| {
+        assert_eq!(s.get("/bkt/big").body, whole);
+        for (from, to) in [
+            (0usize, 10usize),
+            (100 * 1024 - 5, 100 * 1024 + 5),
+            (1000, 204_000),
+            (whole.len() - 3, whole.len() - 1),
+        ] {
+            let r = s
+                .req("GET", "/bkt/big")
+                .header("Range", &format!("bytes={from}-{to}"))
+                .send();
+            assert_eq!(r.status, 206);
+            assert_eq!(r.body, &whole[from..=to], "bytes {from}-{to}");
+        }
+    };
+    check(&s);
+    // Copies read through the parts too.
+    let r = s.req("PUT", "/bkt/copy").header("x-oss-copy-source", "/bkt/big").send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.get("/bkt/copy").body, whole);
+    // The layout survives a restart.
+    s.restart();
+    check(&s);
+    assert_eq!(data_files(&s), 4);
+    // Overwritten: the part files go.
+    assert_eq!(s.put("/bkt/big", b"small now").status, 200);
+    assert_eq!(s.get("/bkt/big").body, b"small now");
+    assert_eq!(data_files(&s), 2);
+    assert_eq!(s.req("DELETE", "/bkt/big").send().status, 204);
+    assert_eq!(s.req("DELETE", "/bkt/copy").send().status, 204);
+    assert_eq!(data_files(&s), 0);
+}
