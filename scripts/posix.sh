@@ -30,6 +30,9 @@ need_tool pjdfstest
 id ossmount-pjd >/dev/null 2>&1 || useradd --no-create-home --shell /usr/sbin/nologin ossmount-pjd
 
 WORK=$(mktemp -d /tmp/ossmount-posix.XXXXXX)
+# pjdfstest switches to unprivileged users that must be able to reach the mount point (mktemp
+# makes the directory 0700).
+chmod 0755 "$WORK"
 MNT=$WORK/mnt
 mkdir -p "$MNT" "$WORK/data"
 SERVER_PID=

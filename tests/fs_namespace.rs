@@ -29,15 +29,21 @@ async fn lookup_finds_files_markers_and_implicit_dirs_with_one_list_each() {
     assert_eq!(d.attr.kind, FileType::Directory);
     let i = fs.lookup(ROOT, name("implicit")).await.unwrap();
     assert_eq!(i.attr.kind, FileType::Directory);
-    assert_eq!(m.op_count(MockOp::ListObjects), 3);
-    assert_eq!(m.op_count(MockOp::HeadObject), 1, "the file's user metadata, once");
+    // One listing each; directories, the first time, one more 1-key listing of `name/` to
+    // find their marker, and a HEAD of the marker for its mode/owner.
+    assert_eq!(m.op_count(MockOp::ListObjects), 5);
+    assert_eq!(
+        m.op_count(MockOp::HeadObject),
+        2,
+        "the file's and the marker's user metadata, once"
+    );
 
     let err = fs.lookup(ROOT, name("missing")).await.unwrap_err();
     assert_eq!(err.errno(), libc::ENOENT);
     // Negative cache: no second request.
     let err = fs.lookup(ROOT, name("missing")).await.unwrap_err();
     assert_eq!(err.errno(), libc::ENOENT);
-    assert_eq!(m.op_count(MockOp::ListObjects), 4);
+    assert_eq!(m.op_count(MockOp::ListObjects), 6);
 
     // Within the TTL, lookup and getattr make no request.
     m.reset_counts();
@@ -63,7 +69,8 @@ async fn lookup_sees_a_directory_behind_many_similar_names() {
         FileType::Directory,
         "the directory wins over the file of the same name"
     );
-    assert_eq!(m.op_count(MockOp::ListObjects), 2);
+    // Two to find it behind the similar names, one to learn it has no marker.
+    assert_eq!(m.op_count(MockOp::ListObjects), 3);
 }
 
 #[tokio::test]
@@ -638,4 +645,48 @@ async fn a_reused_listing_does_not_override_newer_attributes() {
         assert_eq!(e.attr.as_ref().unwrap().attr.size, 25);
         fs.releasedir(d, o.fh).await.unwrap();
     }
+}
+
+/// chmod/chown of a directory are kept in its marker and survive the attribute TTL (a lookup
+/// after it) and a remount (a new mount reads the marker), as for files.
+#[tokio::test]
+async fn directory_mode_and_owner_survive_the_ttl_and_a_remount() {
+    let m = mock();
+    let mut cfg = config("");
+    cfg.metadata_ttl = Some(Duration::from_millis(100));
+    let fs = ossmount::fs::OssFs::new(m.clone(), cfg.clone()).unwrap();
+    let d = fs.mkdir(ROOT, name("shared"), 0o755, 0, 0, 0).await.unwrap().attr.ino.0;
+    fs.setattr(
+        d,
+        SetAttr {
+            mode: Some(0o1777),
+            uid: Some(4321),
+            gid: Some(99),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let e = fs.lookup(ROOT, name("shared")).await.unwrap();
+    assert_eq!(
+        (e.attr.perm, e.attr.uid, e.attr.gid),
+        (0o1777, 4321, 99),
+        "after the TTL"
+    );
+    let a = fs.getattr(d, None).await.unwrap();
+    assert_eq!((a.attr.perm, a.attr.uid), (0o1777, 4321));
+
+    let remounted = ossmount::fs::OssFs::new(m.clone(), cfg).unwrap();
+    let e = remounted.lookup(ROOT, name("shared")).await.unwrap();
+    assert_eq!(
+        (e.attr.perm, e.attr.uid, e.attr.gid),
+        (0o1777, 4321, 99),
+        "after a remount"
+    );
+    // Known now: a lookup after the TTL needs no HEAD.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    m.reset_counts();
+    remounted.lookup(ROOT, name("shared")).await.unwrap();
+    assert_eq!(m.op_count(MockOp::HeadObject), 0);
 }

@@ -312,13 +312,12 @@ impl InodeTable {
                         let old_meta = std::mem::take(&mut inode.stat.meta);
                         let old_meta_etag = inode.stat.meta_etag.take();
                         let mut stat = found.stat;
-                        if keep_meta && stat.meta_etag.is_none() {
+                        // Listings carry no user metadata: keep what we know of the same file
+                        // version, and of a directory always (its marker's metadata is read
+                        // by `revalidate`, which brings its own).
+                        if stat.meta_etag.is_none() && (keep_meta || inode.kind == Kind::Dir) {
                             stat.meta = old_meta;
                             stat.meta_etag = old_meta_etag;
-                        }
-                        if inode.kind == Kind::Dir && stat.meta_etag.is_none() {
-                            // Directory listings carry no metadata; keep what we know.
-                            stat.meta = inode.stat.meta.clone();
                         }
                         if inode.stat.etag != stat.etag {
                             inode.symlink_target = None;

@@ -55,6 +55,9 @@ pub const LOOKUP_LIST_KEYS: usize = 32;
 /// Entries returned by one readdir call (the kernel asks again from the next offset).
 /// (A kernel readdir buffer is one page: about 100 plain entries or 25 with attributes.)
 pub const READDIR_BATCH_ENTRIES: usize = 128;
+/// `meta_etag` of a directory found to have no marker object (its metadata was checked: there
+/// is none to read).
+const IMPLICIT_DIR_META: &str = "implicit-directory";
 /// Complete directory listings kept for reuse within the metadata TTL (directories).
 pub const LISTING_CACHE_DIRS: usize = 64;
 /// Listings longer than this (entries) are not kept.
@@ -672,10 +675,12 @@ impl<C: ObjectClient> OssFs<C> {
     }
 
     fn metadata_unknown(inode: &Inode) -> bool {
-        inode.kind == Kind::File
-            && !inode.local_only
-            && inode.stat.etag.is_some()
-            && inode.stat.meta_etag != inode.stat.etag
+        match inode.kind {
+            Kind::File => !inode.local_only && inode.stat.etag.is_some() && inode.stat.meta_etag != inode.stat.etag,
+            // A directory whose marker (if any) was never read: its mode and owner may be set.
+            Kind::Dir => inode.ino != ROOT_INO && !inode.local_only && inode.stat.meta_etag.is_none(),
+            Kind::Symlink => false,
+        }
     }
 
     pub fn forget(&self, ino: u64, nlookup: u64) {
@@ -729,7 +734,12 @@ impl<C: ObjectClient> OssFs<C> {
                     let mut stat = Stat::new(0, inode.stat.last_modified, None);
                     stat.meta = inode.stat.meta.clone();
                     stat.meta_etag = inode.stat.meta_etag.clone();
-                    if let Some(marker) = page.objects.first().filter(|o| o.key == key) {
+                    let marker = page.objects.first().filter(|o| o.key == key);
+                    if marker.is_none() && stat.meta_etag.is_none() {
+                        // Implicit: no marker, so nothing more to read; remember it was checked.
+                        stat.meta_etag = Some(ETag::new(IMPLICIT_DIR_META));
+                    }
+                    if let Some(marker) = marker {
                         stat.last_modified = marker.last_modified;
                         stat.etag = Some(marker.etag.clone());
                         if inode.stat.meta_etag.as_ref() != Some(&marker.etag) {
@@ -785,6 +795,14 @@ impl<C: ObjectClient> OssFs<C> {
 
     fn after_writer(&self, ino: u64, slot: &WriterSlot<C>, writer: &mut FileWriter<C>) {
         slot.size.store(writer.size(), Ordering::SeqCst);
+        if let Some(mtime) = writer.automatic_mtime() {
+            // Shown while writing = what the upload will store.
+            self.inodes.update(ino, |i| {
+                if i.stat.meta.mtime != Some(mtime) {
+                    i.stat.meta.mtime = Some(mtime);
+                }
+            });
+        }
         if let Some(up) = writer.take_uploaded() {
             self.inodes.update(ino, |i| {
                 i.stat.size = up.size;

@@ -191,6 +191,9 @@ pub struct FileWriter<C: ObjectClient> {
     pub other_meta: UserMeta,
     /// `meta.mtime` was set explicitly (utimens) after the last write.
     pub explicit_mtime: bool,
+    /// When the content last changed (write, truncate, or creation): the mtime uploaded unless
+    /// one was set explicitly, so the mtime shown while writing is the one stored.
+    last_change: Option<SystemTime>,
     reader: Option<(ETag, Arc<DataReader<C>>)>,
     uploaded: Option<Uploaded>,
 }
@@ -207,11 +210,13 @@ impl<C: ObjectClient> FileWriter<C> {
             Some(b) if b.size > 0 => WriteState::Clean,
             _ => WriteState::Empty,
         };
+        let last_change = if dirty { meta.mtime } else { None };
         FileWriter {
             state,
             dirty,
             base,
             meta,
+            last_change,
             other_meta,
             explicit_mtime: false,
             reader: None,
@@ -310,6 +315,7 @@ impl<C: ObjectClient> FileWriter<C> {
         }
         self.dirty = true;
         self.explicit_mtime = false;
+        self.last_change = Some(SystemTime::now());
         Ok(())
     }
 
@@ -434,10 +440,19 @@ impl<C: ObjectClient> FileWriter<C> {
         let mut meta = self.other_meta.clone();
         let mut attrs = self.meta.clone();
         if !self.explicit_mtime {
-            attrs.mtime = Some(SystemTime::now());
+            attrs.mtime = Some(self.last_change.unwrap_or_else(SystemTime::now));
         }
         attrs.apply_to(&mut meta);
         meta
+    }
+
+    /// The mtime the next upload will store, unless it was set explicitly: the time of the last
+    /// change of the content.
+    pub fn automatic_mtime(&self) -> Option<SystemTime> {
+        if self.explicit_mtime || !self.dirty {
+            return None;
+        }
+        self.last_change
     }
 
     /// Set the length of the content.
@@ -446,6 +461,7 @@ impl<C: ObjectClient> FileWriter<C> {
         if size == self.size() && !matches!(self.state, WriteState::Empty) {
             self.dirty = true;
             self.explicit_mtime = false;
+            self.last_change = Some(SystemTime::now());
             return Ok(());
         }
         if size == 0 {
@@ -468,6 +484,7 @@ impl<C: ObjectClient> FileWriter<C> {
         }
         self.dirty = true;
         self.explicit_mtime = false;
+        self.last_change = Some(SystemTime::now());
         Ok(())
     }
 
