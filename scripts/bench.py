@@ -315,6 +315,8 @@ def run_target(t, args, src, work):
             r["seq_read_warm"].append(track("seq_read", lambda: args.big_mib / timed(lambda: dd_read(t.path("big.bin")))))
             r["seq_write"].append(track("seq_write", lambda: args.big_mib / timed(lambda: sh(
                 ["dd", f"if={src}", f"of={t.path(f'w-{run}.bin')}", "bs=1M", "conv=fsync", "status=none"]))))
+            # Measured: remove it, so three targets × runs do not fill the disk.
+            os.remove(t.path(f"w-{run}.bin"))
             drop_caches()
             r["par_read"].append(track("par_read", lambda: 4 * args.par_mib / timed(lambda: parallel(
                 [lambda i=i: dd_read(t.path(f"par/{i}.bin")) for i in range(4)]))))
