@@ -217,7 +217,7 @@ fn serve(config: Config, ready: Option<ReadyReport>) -> Result<(), MountError> {
     // The refresher keeps temporary credentials fresh from now on.
     let refresher = credentials.spawn_refresher(&handle);
 
-    let fs_config = fs_config(&config);
+    let fs_config = crate::fs::FsConfig::from_config(&config);
     crate::client::buffers::BufferPool::global().set_idle_cap((config.cache.memory_limit_bytes / 2) as usize);
     let fs = Arc::new(crate::fs::OssFs::new(client.clone(), fs_config).map_err(|e| MountError::Fuse(e.to_string()))?);
     let fsname = crate::fuse::session::fsname(&config.bucket, config.prefix.trim_end_matches('/'));
@@ -426,29 +426,4 @@ fn client_config(config: &Config) -> OssClientConfig {
     c.pool_max_idle_per_host = c.pool_max_idle_per_host.max(config.transfer.max_concurrency * 2);
     c.user_agent = format!("ossmount/{}", env!("CARGO_PKG_VERSION"));
     c
-}
-
-fn fs_config(config: &Config) -> crate::fs::FsConfig {
-    let uid = config.fuse.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw());
-    let gid = config.fuse.gid.unwrap_or_else(|| nix::unistd::getgid().as_raw());
-    crate::fs::FsConfig {
-        prefix: config.prefix.clone(),
-        read_only: config.fuse.read_only,
-        uid,
-        gid,
-        file_mode: config.fuse.file_mode,
-        dir_mode: config.fuse.dir_mode,
-        metadata_ttl: config.cache.metadata_ttl,
-        negative_ttl: config.cache.negative_ttl,
-        part_size_bytes: config.transfer.part_size_bytes,
-        max_concurrency: config.transfer.max_concurrency,
-        staging_dir: config.cache.cache_dir.as_ref().map(|d| d.join("staging")),
-        data_cache: crate::cache::DataCacheConfig {
-            part_size_bytes: config.transfer.part_size_bytes,
-            max_concurrency: config.transfer.max_concurrency,
-            memory_limit_bytes: config.cache.memory_limit_bytes,
-            cache_dir: config.cache.cache_dir.as_ref().map(|d| d.join("blocks")),
-            cache_size_bytes: config.cache.cache_size_bytes,
-        },
-    }
 }

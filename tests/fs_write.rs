@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use fs_support::*;
 use ossmount::client::failure::{FailureClient, internal_error};
-use ossmount::client::mock::{MockObject, MockOp, ramp_bytes};
+use ossmount::client::mock::{MockClient, MockObject, MockOp, ramp_bytes};
 use ossmount::crc64;
-use ossmount::fs::SetAttr;
+use ossmount::fs::{OssFs, SetAttr};
 
 #[tokio::test]
 async fn small_file_is_one_put_with_posix_metadata() {
@@ -655,27 +655,34 @@ async fn an_unlinked_open_file_never_comes_back() {
     assert_eq!(m.op_count(MockOp::PutObject), 0);
 }
 
-/// close() returns after FLUSH while the kernel sends RELEASE later, so `truncate(path)` can run
-/// while the last release is still uploading. The truncate must not be applied to a writer that
-/// the release then drops (pjdfstest `truncate::shrink_not_empty` caught this under load).
-#[tokio::test]
-async fn truncate_racing_with_the_last_release_is_not_lost() {
+/// A file `f` created and written with `data` but not closed, over a client whose PutObject
+/// then takes 50 ms: (mock, fs, inode, open handle).
+async fn written_then_slow_put(data: &[u8]) -> (Arc<MockClient>, OssFs<FailureClient<MockClient>>, u64, u64) {
     let m = mock();
     let fc = Arc::new(FailureClient::new(m.clone()));
-    let fs = ossmount::fs::OssFs::new(fc.clone(), config("")).unwrap();
+    let fs = OssFs::new(fc.clone(), config("")).unwrap();
     let (e, o) = fs
         .create(ROOT, name("f"), 0o644, 0, libc::O_WRONLY | libc::O_CREAT, 0, 0)
         .await
         .unwrap();
     let ino = e.attr.ino.0;
-    fs.write(ino, o.fh, 0, &[7u8; 12345]).await.unwrap();
-    // The release holds the writer while its PutObject is slow; the truncate arrives meanwhile.
+    fs.write(ino, o.fh, 0, data).await.unwrap();
     fc.add_latency(Some(MockOp::PutObject), std::time::Duration::from_millis(50));
+    (m, fs, ino, o.fh)
+}
+
+/// close() returns after FLUSH while the kernel sends RELEASE later, so `truncate(path)` can run
+/// while the last release is still uploading. The truncate must not be applied to a writer that
+/// the release then drops (pjdfstest `truncate::shrink_not_empty` caught this under load).
+#[tokio::test]
+async fn truncate_racing_with_the_last_release_is_not_lost() {
+    // The release holds the writer while its PutObject is slow; the truncate arrives meanwhile.
+    let (m, fs, ino, fh) = written_then_slow_put(&[7u8; 12345]).await;
     let truncate = SetAttr {
         size: Some(23456),
         ..Default::default()
     };
-    let (released, truncated) = tokio::join!(fs.release(ino, o.fh), fs.setattr(ino, truncate));
+    let (released, truncated) = tokio::join!(fs.release(ino, fh), fs.setattr(ino, truncate));
     released.unwrap();
     assert_eq!(truncated.unwrap().attr.size, 23456);
     let data = m.object_data("f").unwrap();
@@ -688,17 +695,8 @@ async fn truncate_racing_with_the_last_release_is_not_lost() {
 /// writer that stays in the table (the release must not drop it from under the new handle).
 #[tokio::test]
 async fn open_racing_with_the_last_release_keeps_its_writer() {
-    let m = mock();
-    let fc = Arc::new(FailureClient::new(m.clone()));
-    let fs = ossmount::fs::OssFs::new(fc.clone(), config("")).unwrap();
-    let (e, o) = fs
-        .create(ROOT, name("f"), 0o644, 0, libc::O_WRONLY | libc::O_CREAT, 0, 0)
-        .await
-        .unwrap();
-    let ino = e.attr.ino.0;
-    fs.write(ino, o.fh, 0, b"first").await.unwrap();
-    fc.add_latency(Some(MockOp::PutObject), std::time::Duration::from_millis(50));
-    let (released, opened) = tokio::join!(fs.release(ino, o.fh), fs.open(ino, libc::O_WRONLY));
+    let (m, fs, ino, fh) = written_then_slow_put(b"first").await;
+    let (released, opened) = tokio::join!(fs.release(ino, fh), fs.open(ino, libc::O_WRONLY));
     released.unwrap();
     let fh = opened.unwrap().fh;
     fs.write(ino, fh, 5, b" second").await.unwrap();
