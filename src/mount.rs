@@ -381,6 +381,7 @@ fn metrics_json<C: ObjectClient>(fs: &crate::fs::OssFs<C>, counters: &crate::fus
             "memory_limit_bytes": c.memory_limit_bytes,
             "in_flight_bytes": c.in_flight_bytes,
             "evictions": c.memory_evictions,
+            "read_ahead_evicted_unread": c.read_ahead_evicted_unread,
             "get_requests": c.fetch.get_requests,
             "get_bytes": c.fetch.get_bytes,
             "get_errors": c.fetch.get_errors,

@@ -9,17 +9,23 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use lru::LruCache;
 
-use crate::object::BlockKey;
+use std::ops::Range;
+
+use crate::object::{BlockIndex, BlockKey, ObjectId};
 use crate::prefetch::budget::{Charge, MemoryBudget};
 
 struct CachedBlock {
     data: Bytes,
-    _charge: Arc<Charge>,
+    charge: Arc<Charge>,
+    /// Fetched ahead and not read yet: counted in the budget's unread bytes.
+    unread: bool,
 }
 
 struct Inner {
     lru: LruCache<BlockKey, CachedBlock>,
     bytes: u64,
+    /// Blocks fetched ahead that left the tier before anyone read them.
+    evicted_unread: u64,
 }
 
 impl Inner {
@@ -29,10 +35,22 @@ impl Inner {
     fn evict_over_limit(&mut self, budget: &MemoryBudget, evicted: &mut Vec<Bytes>) {
         while budget.over_limit() {
             let Some((_, block)) = self.lru.pop_lru() else { break };
-            self.bytes -= block.data.len() as u64;
-            evicted.push(block.data);
+            if self.forget(block, evicted) {
+                self.evicted_unread += 1;
+            }
         }
         budget.record_peak();
+    }
+
+    /// Account for a block leaving the tier; its bytes go to `evicted`. Returns whether it
+    /// left unread.
+    fn forget(&mut self, block: CachedBlock, evicted: &mut Vec<Bytes>) -> bool {
+        self.bytes -= block.data.len() as u64;
+        if block.unread {
+            block.charge.unread_block_done();
+        }
+        evicted.push(block.data);
+        block.unread
     }
 }
 
@@ -49,6 +67,7 @@ impl MemoryTier {
             inner: Mutex::new(Inner {
                 lru: LruCache::unbounded(),
                 bytes: 0,
+                evicted_unread: 0,
             }),
             budget,
             evictions: AtomicU64::new(0),
@@ -59,9 +78,14 @@ impl MemoryTier {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The block, marking it recently used.
+    /// The block, marking it recently used (and read).
     pub(crate) fn get(&self, key: &BlockKey) -> Option<Bytes> {
-        self.lock().lru.get(key).map(|b| b.data.clone())
+        let mut inner = self.lock();
+        let block = inner.lru.get_mut(key)?;
+        if std::mem::take(&mut block.unread) {
+            block.charge.unread_block_done();
+        }
+        Some(block.data.clone())
     }
 
     /// Whether the block is held (does not change its position).
@@ -71,23 +95,48 @@ impl MemoryTier {
 
     /// Hold a block, then evict down to the budget (possibly this very block, if everything
     /// else is pinned by in-flight reservations).
-    pub(crate) fn insert(&self, key: BlockKey, data: Bytes, charge: Arc<Charge>) {
+    /// `ahead`: fetched ahead of its reader and not read yet.
+    pub(crate) fn insert(&self, key: BlockKey, data: Bytes, charge: Arc<Charge>, ahead: bool) {
         let mut evicted = Vec::new();
-        let replaced = {
+        {
             let mut inner = self.lock();
             inner.bytes += data.len() as u64;
-            let mut replaced = None;
-            if let Some(old) = inner.lru.put(key, CachedBlock { data, _charge: charge }) {
-                inner.bytes -= old.data.len() as u64;
+            if ahead {
+                charge.add_unread_block();
+            }
+            let block = CachedBlock {
+                data,
+                charge,
+                unread: ahead,
+            };
+            if let Some(old) = inner.lru.put(key, block) {
                 // The old charge is released here; its bytes are freed after the lock.
-                replaced = Some(old.data);
+                inner.forget(old, &mut evicted);
             }
             inner.evict_over_limit(&self.budget, &mut evicted);
-            replaced
-        };
-        drop(replaced);
+        }
         self.evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
         drop(evicted);
+    }
+
+    /// Make these blocks the first to go: a sequential reader has read them to the end, and the
+    /// kernel's page cache now holds their bytes. Without this, the blocks it just read would be
+    /// the most recently used ones, and the LRU order would evict blocks fetched ahead and not yet
+    /// read (by this reader or by another) first, to fetch them again moments later.
+    pub(crate) fn demote(&self, object: &ObjectId, blocks: Range<BlockIndex>) {
+        let mut inner = self.lock();
+        for index in blocks {
+            let key = BlockKey {
+                object: object.clone(),
+                index,
+            };
+            if let Some(block) = inner.lru.peek_mut(&key)
+                && std::mem::take(&mut block.unread)
+            {
+                block.charge.unread_block_done();
+            }
+            inner.lru.demote(&key);
+        }
     }
 
     /// Evict until the budget is within its limit.
@@ -111,8 +160,7 @@ impl MemoryTier {
                 .collect();
             for k in keys {
                 if let Some(b) = inner.lru.pop(&k) {
-                    inner.bytes -= b.data.len() as u64;
-                    evicted.push(b.data);
+                    inner.forget(b, &mut evicted);
                 }
             }
         }
@@ -125,7 +173,75 @@ impl MemoryTier {
         (inner.lru.len() as u64, inner.bytes)
     }
 
+    /// Blocks fetched ahead that were evicted before anyone read them (read-ahead wasted).
+    pub(crate) fn evicted_unread(&self) -> u64 {
+        self.lock().evicted_unread
+    }
+
     pub(crate) fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn object() -> ObjectId {
+        ObjectId::new("k", crate::object::ETag::new("\"e\""))
+    }
+
+    fn key(index: BlockIndex) -> BlockKey {
+        BlockKey {
+            object: object(),
+            index,
+        }
+    }
+
+    fn block(budget: &Arc<MemoryBudget>) -> (Bytes, Arc<Charge>) {
+        (Bytes::from(vec![0u8; MIB as usize]), Arc::new(budget.charge(MIB)))
+    }
+
+    #[test]
+    fn demoted_blocks_are_evicted_first() {
+        let budget = MemoryBudget::new(4 * MIB, MIB);
+        let tier = MemoryTier::new(budget.clone());
+        for i in 0..4 {
+            let (data, charge) = block(&budget);
+            tier.insert(key(i), data, charge, false);
+        }
+        assert!(tier.get(&key(0)).is_some(), "block 0 is now the most recently used");
+        tier.demote(&object(), 0..1);
+        let (data, charge) = block(&budget);
+        tier.insert(key(4), data, charge, false);
+        assert!(!tier.contains(&key(0)), "the demoted block went first");
+        assert!(tier.contains(&key(1)) && tier.contains(&key(4)));
+    }
+
+    #[test]
+    fn ahead_blocks_count_as_unread_until_read_demoted_or_evicted() {
+        let budget = MemoryBudget::new(3 * MIB, MIB);
+        let tier = MemoryTier::new(budget.clone());
+        for i in 0..3 {
+            let (data, charge) = block(&budget);
+            tier.insert(key(i), data, charge, true);
+        }
+        assert_eq!(budget.unread_bytes(), 3 * MIB);
+        assert!(tier.get(&key(1)).is_some());
+        assert_eq!(budget.unread_bytes(), 2 * MIB, "read");
+        tier.demote(&object(), 2..3);
+        assert_eq!(budget.unread_bytes(), MIB, "read to its end");
+        // The demoted block goes first, then block 0, the least recently used, unread.
+        let (data, charge) = block(&budget);
+        tier.insert(key(3), data, charge, false);
+        assert!(!tier.contains(&key(2)));
+        assert_eq!((budget.unread_bytes(), tier.evicted_unread()), (MIB, 0));
+        let (data, charge) = block(&budget);
+        tier.insert(key(4), data, charge, false);
+        assert!(!tier.contains(&key(0)));
+        assert_eq!(budget.unread_bytes(), 0, "evicted unread");
+        assert_eq!(tier.evicted_unread(), 1);
     }
 }

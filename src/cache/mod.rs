@@ -130,6 +130,8 @@ pub struct CacheStats {
     /// Bytes reserved by GETs in flight.
     pub in_flight_bytes: u64,
     pub memory_evictions: u64,
+    /// Blocks fetched ahead that were evicted before anyone read them.
+    pub read_ahead_evicted_unread: u64,
     pub fetch: FetchStats,
     /// Present when the disk tier is on.
     pub disk: Option<DiskStats>,
@@ -158,11 +160,11 @@ impl BlockSink for BlockStore {
         self.memory.contains(key) || self.disk.as_ref().is_some_and(|d| d.contains(key))
     }
 
-    fn insert(&self, key: BlockKey, data: Bytes, charge: Arc<Charge>) {
+    fn insert(&self, key: BlockKey, data: Bytes, charge: Arc<Charge>, ahead: bool) {
         if let Some(disk) = &self.disk {
             disk.schedule_write(key.clone(), data.clone(), charge.clone());
         }
-        self.memory.insert(key, data, charge);
+        self.memory.insert(key, data, charge, ahead);
     }
 
     fn reclaim(&self) {
@@ -287,6 +289,7 @@ impl<C: ObjectClient> DataCache<C> {
             memory_limit_bytes: self.budget.limit_bytes(),
             in_flight_bytes: self.budget.in_flight_bytes(),
             memory_evictions: self.store.memory.evictions(),
+            read_ahead_evicted_unread: self.store.memory.evicted_unread(),
             fetch: self.fetcher.stats(),
             disk: self.store.disk.as_ref().map(|d| d.stats()),
         }
@@ -321,7 +324,7 @@ impl<C: ObjectClient> DataCache<C> {
                         .disk_prefetches
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let charge = Arc::new(budget.charge(data.len() as u64));
-                    store.memory.insert(key, data, charge);
+                    store.memory.insert(key, data, charge, true);
                 }
             }
         });
@@ -362,7 +365,7 @@ impl<C: ObjectClient> DataCache<C> {
             };
             self.counters.disk_hits.fetch_add(1, Relaxed);
             let charge = Arc::new(self.budget.charge(data.len() as u64));
-            self.store.memory.insert(key, data.clone(), charge);
+            self.store.memory.insert(key, data.clone(), charge, false);
             got[slot] = Some(data);
         }
         got
@@ -470,6 +473,17 @@ impl<C: ObjectClient> DataReader<C> {
             })?;
             if let Some(slot) = index.checked_sub(blocks.start).and_then(|s| got.get_mut(s as usize)) {
                 *slot = Some(data);
+            }
+        }
+        if sequential {
+            // Blocks read to their end are done with: evict them before anything read ahead.
+            let done_until = if end == self.size {
+                blocks.end
+            } else {
+                end / BLOCK_SIZE_BYTES
+            };
+            if done_until > blocks.start {
+                cache.store.memory.demote(&self.object, blocks.start..done_until);
             }
         }
         let surroundings = if sequential || end - offset > SURROUNDINGS_MAX_READ_BYTES {

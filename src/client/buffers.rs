@@ -207,9 +207,11 @@ impl BufferPool {
         let reused = {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             let most = capacity.max(1).saturating_mul(MAX_CAPACITY_RATIO);
-            match idle.maps.iter().position(|m| m.len() >= capacity && m.len() <= most) {
+            // The most recently released fitting buffer: its pages are the likeliest to still
+            // be in the CPU caches. `remove` keeps the release order (a few entries).
+            match idle.maps.iter().rposition(|m| m.len() >= capacity && m.len() <= most) {
                 Some(i) => {
-                    let map = idle.maps.swap_remove(i);
+                    let map = idle.maps.remove(i);
                     idle.bytes -= map.len();
                     Some(map)
                 }

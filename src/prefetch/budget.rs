@@ -23,6 +23,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// 8 MiB GETs.
 pub const IN_FLIGHT_SHARE_DIVISOR: u64 = 2;
 
+/// Read-ahead, in flight plus landed and not yet read, may hold at most this percentage of the
+/// memory limit. Past it, fetching further ahead would only evict blocks fetched ahead earlier
+/// and not read yet (by this reader or another), to fetch them again: several sequential
+/// readers share the budget instead of thrashing it.
+pub const READ_AHEAD_SHARE_PERCENT: u64 = 75;
+
 /// Byte accounting shared by the cache and the prefetcher of one mount.
 #[derive(Debug)]
 pub struct MemoryBudget {
@@ -30,6 +36,9 @@ pub struct MemoryBudget {
     block_size_bytes: u64,
     used_bytes: AtomicU64,
     peak_bytes: AtomicU64,
+    /// Bytes of landed allocations (GET responses) with a block fetched ahead and not read
+    /// yet (kept by [`Charge::add_unread_block`]).
+    unread_bytes: AtomicU64,
     /// Permits are blocks of in-flight data.
     in_flight: Arc<Semaphore>,
     in_flight_cap_blocks: u32,
@@ -47,6 +56,7 @@ impl MemoryBudget {
             block_size_bytes,
             used_bytes: AtomicU64::new(0),
             peak_bytes: AtomicU64::new(0),
+            unread_bytes: AtomicU64::new(0),
             in_flight: Arc::new(Semaphore::new(cap_blocks as usize)),
             in_flight_cap_blocks: cap_blocks,
         })
@@ -102,9 +112,34 @@ impl MemoryBudget {
         u32::try_from(blocks.clamp(1, u64::from(self.in_flight_cap_blocks))).unwrap_or(self.in_flight_cap_blocks)
     }
 
-    /// Reserve `blocks` blocks for a read-ahead GET, or `None` if the in-flight share is used up.
+    /// `bytes` more of landed read-ahead are not read yet.
+    pub fn add_unread(&self, bytes: u64) {
+        self.unread_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `bytes` counted by [`MemoryBudget::add_unread`] were read, or evicted unread.
+    pub fn sub_unread(&self, bytes: u64) {
+        // Never below zero, whatever the order of concurrent updates.
+        let _ = self
+            .unread_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(bytes)));
+    }
+
+    /// Bytes fetched ahead, landed and not read yet.
+    pub fn unread_bytes(&self) -> u64 {
+        self.unread_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Reserve `blocks` blocks for a read-ahead GET, or `None` if the in-flight share is used
+    /// up, or if read-ahead (in flight plus landed unread) would pass
+    /// [`READ_AHEAD_SHARE_PERCENT`] of the limit while some of it is pending.
     pub fn try_reserve(self: &Arc<Self>, blocks: u64) -> Option<Reservation> {
         let permits = self.blocks_to_permits(blocks);
+        let pending = self.in_flight_bytes() + self.unread_bytes();
+        let wanted = u64::from(permits) * self.block_size_bytes;
+        if pending > 0 && pending + wanted > self.limit_bytes.saturating_mul(READ_AHEAD_SHARE_PERCENT) / 100 {
+            return None;
+        }
         let permit = self.in_flight.clone().try_acquire_many_owned(permits).ok()?;
         Some(self.reservation(permit, permits))
     }
@@ -142,10 +177,7 @@ impl MemoryBudget {
     /// from the disk tier).
     pub fn charge(self: &Arc<Self>, bytes: u64) -> Charge {
         self.add_used(bytes);
-        Charge {
-            budget: self.clone(),
-            bytes,
-        }
+        Charge::new(self.clone(), bytes)
     }
 }
 
@@ -170,7 +202,7 @@ impl Reservation {
         // Dropping `self` releases the reserved bytes and the in-flight permit.
         drop(self);
         budget.add_used(bytes);
-        Charge { budget, bytes }
+        Charge::new(budget, bytes)
     }
 }
 
@@ -185,17 +217,48 @@ impl Drop for Reservation {
 pub struct Charge {
     budget: Arc<MemoryBudget>,
     bytes: u64,
+    /// Blocks of this allocation fetched ahead and not read yet. While there is one, the whole
+    /// allocation counts as unread read-ahead: reading the other blocks frees nothing.
+    unread_blocks: AtomicU64,
 }
 
 impl Charge {
+    fn new(budget: Arc<MemoryBudget>, bytes: u64) -> Self {
+        Charge {
+            budget,
+            bytes,
+            unread_blocks: AtomicU64::new(0),
+        }
+    }
+
     /// Bytes charged.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// One more block of this allocation was fetched ahead and is not read yet.
+    pub fn add_unread_block(&self) {
+        if self.unread_blocks.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.budget.add_unread(self.bytes);
+        }
+    }
+
+    /// A block counted by [`Charge::add_unread_block`] was read, or left the cache unread.
+    pub fn unread_block_done(&self) {
+        let before = self
+            .unread_blocks
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+        if before == Ok(1) {
+            self.budget.sub_unread(self.bytes);
+        }
     }
 }
 
 impl Drop for Charge {
     fn drop(&mut self) {
+        if *self.unread_blocks.get_mut() > 0 {
+            self.budget.sub_unread(self.bytes);
+        }
         self.budget.sub_used(self.bytes);
     }
 }
@@ -237,6 +300,42 @@ mod tests {
         drop(a);
         assert!(budget.try_reserve(6).is_some());
         drop(b);
+        assert_eq!(budget.used_bytes(), 0);
+    }
+
+    #[test]
+    fn landed_unread_read_ahead_counts_until_read() {
+        let budget = MemoryBudget::new(16 * MIB, MIB);
+        // 12 MiB (75 %) of landed read-ahead nobody has read yet: no room for more.
+        budget.add_unread(11 * MIB);
+        assert!(budget.try_reserve(1).is_some(), "11 + 1 MiB fits in 75 % of 16 MiB");
+        assert!(budget.try_reserve(2).is_none(), "11 + 2 MiB does not");
+        budget.add_unread(MIB);
+        assert!(budget.try_reserve(1).is_none());
+        // Read (or evicted): room again.
+        budget.sub_unread(4 * MIB);
+        assert_eq!(budget.unread_bytes(), 8 * MIB);
+        assert!(budget.try_reserve(4).is_some());
+        budget.sub_unread(100 * MIB);
+        assert_eq!(budget.unread_bytes(), 0, "never below zero");
+    }
+
+    #[test]
+    fn an_allocation_counts_as_unread_until_its_last_unread_block_is_done() {
+        let budget = MemoryBudget::new(64 * MIB, MIB);
+        let charge = budget.try_reserve(8).unwrap().into_charge(8 * MIB);
+        for _ in 0..3 {
+            charge.add_unread_block();
+        }
+        assert_eq!(budget.unread_bytes(), 8 * MIB, "the whole allocation, once");
+        charge.unread_block_done();
+        charge.unread_block_done();
+        assert_eq!(budget.unread_bytes(), 8 * MIB, "one block still unread pins all of it");
+        charge.unread_block_done();
+        assert_eq!(budget.unread_bytes(), 0);
+        charge.add_unread_block();
+        drop(charge);
+        assert_eq!(budget.unread_bytes(), 0, "dropped with an unread block");
         assert_eq!(budget.used_bytes(), 0);
     }
 

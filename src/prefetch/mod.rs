@@ -66,8 +66,9 @@ pub trait BlockSink: Send + Sync + 'static {
     /// must not do I/O: called with the in-flight map locked.
     fn contains(&self, key: &BlockKey) -> bool;
     /// A GET delivered this block. `charge` accounts for the allocation the block is a slice of
-    /// and must be kept as long as the block is.
-    fn insert(&self, key: BlockKey, data: Bytes, charge: Arc<Charge>);
+    /// and must be kept as long as the block is. `ahead`: fetched ahead of its reader, which
+    /// has not read it yet (see [`budget::MemoryBudget::add_unread`]).
+    fn insert(&self, key: BlockKey, data: Bytes, charge: Arc<Charge>, ahead: bool);
     /// Memory was reserved for a GET: evict until the budget is within its limit again.
     fn reclaim(&self);
 }
@@ -487,7 +488,7 @@ impl<C: ObjectClient> GetTask<C> {
                 self.counters
                     .get_bytes
                     .fetch_add(got.data.len() as u64, Ordering::Relaxed);
-                Ok(self.deliver(got.data, reservation))
+                Ok(self.deliver(got.data, reservation, is_ahead))
             }
             Ok(got) => Err(ClientError::InvalidResponse(format!(
                 "GET {} bytes {}..{} returned {} bytes at offset {}",
@@ -512,7 +513,7 @@ impl<C: ObjectClient> GetTask<C> {
     }
 
     /// Cut the response into blocks, hand them to the sink, and return them for the waiters.
-    fn deliver(&self, data: Bytes, reservation: Reservation) -> Arc<[Bytes]> {
+    fn deliver(&self, data: Bytes, reservation: Reservation, ahead: bool) -> Arc<[Bytes]> {
         let charge = Arc::new(reservation.into_charge(data.len() as u64));
         let mut blocks = Vec::with_capacity((self.blocks.end - self.blocks.start) as usize);
         let base = block_byte_range(self.blocks.start, self.size, self.block_size).start;
@@ -526,6 +527,7 @@ impl<C: ObjectClient> GetTask<C> {
                 },
                 block.clone(),
                 charge.clone(),
+                ahead,
             );
             blocks.push(block);
         }
