@@ -12,6 +12,10 @@ Workloads:
   f  ls -l and find over 10,000 files
   g  peak RSS of each filesystem process during each workload
 
+Also, as context for the read rows, the FUSE ceiling of the machine: the same sequential and
+parallel reads through examples/nullfs.rs, a filesystem that answers every read from 64 MiB of
+memory with ossmount's kernel settings (no HTTP, no cache logic).
+
 Run through scripts/bench.sh, which installs what is missing and builds release binaries.
 """
 import argparse
@@ -31,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 OSSLOCAL = TARGET / "release" / "osslocal"
 OSSMOUNT = TARGET / "release" / "ossmount"
+NULLFS = TARGET / "release" / "examples" / "nullfs"
 BUCKET = "bench-bucket"
 AK, SK = "LTAI5tBenchAccessKey", "BenchSecret0123456789abcdef"
 MIB = 1 << 20
@@ -245,6 +250,7 @@ def main():
             curl["par_read"].append(4 * args.par_mib / timed(lambda: parallel(
                 [lambda i=i: curl_get(f"{base}/par/{i}.bin") for i in range(4)])))
         results["curl"] = {k: statistics.median(v) for k, v in curl.items()}
+        results["fuse_ceiling"] = fuse_ceiling(work, args)
 
         wanted = args.targets.split(",")
         for cls in (OssMount, S3fsMount, RcloneMount):
@@ -271,6 +277,36 @@ def main():
     (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
     print(render(results))
     shutil.rmtree(work, ignore_errors=True)
+
+
+def fuse_ceiling(work, args):
+    """Sequential and 4-parallel reads through examples/nullfs.rs (medians, MB/s)."""
+    mnt = work / "mnt-null"
+    mnt.mkdir(exist_ok=True)
+    proc = subprocess.Popen([str(NULLFS), str(mnt), str(max(args.big_mib, args.par_mib))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    out = {"seq_read": [], "par_read": []}
+    try:
+        for _ in range(100):
+            if is_mounted(mnt):
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("nullfs did not mount")
+        for _ in range(args.runs):
+            drop_caches()
+            out["seq_read"].append(args.big_mib / timed(lambda: dd_read(mnt / "zero-0")))
+            drop_caches()
+            out["par_read"].append(4 * args.par_mib / timed(lambda: parallel(
+                [lambda i=i: sh(["dd", f"if={mnt / f'zero-{i}'}", "of=/dev/null", "bs=1M",
+                                 f"count={args.par_mib}", "status=none"]) for i in range(4)])))
+    finally:
+        unmount(str(mnt))
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return {k: statistics.median(v) for k, v in out.items()}
 
 
 def parallel(fns):
@@ -390,6 +426,16 @@ def render(res):
         rss_cells.append(f"{max(r.values()):.0f} MiB" if r else "n/a")
     lines.append("| random 4 KiB reads (fio) | — | " + " | ".join(fio_cells) + " |")
     lines.append("| peak RSS (max over workloads) | — | " + " | ".join(rss_cells) + " |")
+    ceiling = res.get("fuse_ceiling")
+    if ceiling:
+        parts = []
+        for key, label in (("seq_read", "sequential read"), ("par_read", "4 parallel readers")):
+            own = res["workloads"].get("ossmount", {})
+            cold = own.get("seq_read_cold" if key == "seq_read" else key) if isinstance(own, dict) else None
+            share = f", ossmount cold at {cold / ceiling[key]:.0%} of it" if cold else ""
+            parts.append(f"{label} {ceiling[key]:.0f} MB/s ({ceiling[key] / c[key]:.2f}× curl{share})")
+        lines.append("")
+        lines.append("FUSE ceiling (examples/nullfs.rs: answers from memory, no HTTP): " + "; ".join(parts) + ".")
     return "\n".join(lines)
 
 

@@ -11,4 +11,5 @@ if [[ ${#need[@]} -gt 0 ]]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 cargo build --release --workspace --bins --quiet
+cargo build --release --example nullfs --quiet
 exec python3 scripts/bench.py "$@"

@@ -137,7 +137,7 @@ pub struct CliArgs {
     #[arg(long, help_heading = "Mount")]
     pub default_permissions: bool,
     /// Number of threads serving kernel requests
-    #[arg(long, value_name = "N", default_value_t = 16, help_heading = "Mount")]
+    #[arg(long, value_name = "N", default_value_t = crate::config::DEFAULT_FUSE_THREADS, help_heading = "Mount")]
     pub fuse_threads: usize,
     /// Mount options, comma separated: any long option as name=value, plus ro, rw, allow_other, uid=, gid=, umask=, _netdev, nofail, ...
     #[arg(short = 'o', value_name = "OPTIONS", help_heading = "Mount")]

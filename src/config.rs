@@ -27,6 +27,9 @@ pub enum SignatureVersion {
     V1,
 }
 
+/// Threads serving kernel requests, unless `--fuse-threads` says otherwise.
+pub const DEFAULT_FUSE_THREADS: usize = 16;
+
 /// Where OSS is and how to address it.
 #[derive(Clone, Debug)]
 pub struct EndpointConfig {
@@ -91,7 +94,7 @@ impl Default for FuseConfig {
             file_mode: 0o644,
             dir_mode: 0o755,
             default_permissions: false,
-            threads: 16,
+            threads: DEFAULT_FUSE_THREADS,
             extra_options: Vec::new(),
         }
     }
