@@ -70,3 +70,19 @@ def test_random_4k_read_fills_the_page_cache_around_it_with_one_get(server, make
         assert server.stats()["ops"].get("GetObject", 0) == gets == 1
     finally:
         os.close(fd)
+
+
+def test_kernel_read_ahead_is_raised_to_1_mib(server, make_mount):
+    """The kernel caps a FUSE mount's read-ahead at 128 KiB; ossmount (as root) raises its
+    backing device's setting to 1 MiB (a sequential reader then waits on 1 MiB requests)."""
+    assert os.geteuid() == 0, "the e2e suite runs as root (mounts, sysfs)"
+    b = bucket_client(server)
+    data = os.urandom(16 << 20)
+    b.put_object("ra/big.bin", data)
+    m = make_mount(prefix="ra/")
+    dev = os.stat(m.path).st_dev
+    setting = f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
+    with open(setting) as f:
+        assert int(f.read()) == 1024
+    with open(m.path / "big.bin", "rb") as f:
+        assert f.read() == data
