@@ -85,15 +85,12 @@ fn is_mountpoint_in_use(path: &Path) -> bool {
 fn mounted_device(path: &Path) -> Option<String> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let target = path.to_string_lossy();
-    mounts
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split(' ');
-            let device = fields.nth(2)?;
-            let mountpoint = fields.nth(1)?;
-            (unescape_mountinfo(mountpoint) == target).then(|| device.to_owned())
-        })
-        .last()
+    mounts.lines().rev().find_map(|line| {
+        let mut fields = line.split(' ');
+        let device = fields.nth(2)?;
+        let mountpoint = fields.nth(1)?;
+        (unescape_mountinfo(mountpoint) == target).then(|| device.to_owned())
+    })
 }
 
 /// Raise the kernel's read-ahead for the new mount at `mountpoint` to
