@@ -1,6 +1,7 @@
 //! A FUSE filesystem that does nothing: `/zero-N` (N = 0..4) are read-only files of SIZE_MIB
 //! MiB, answered from a ring of [`DATA_RING_BYTES`] of data in memory, with the same kernel
-//! settings as ossmount (max_write, read-ahead, worker threads, clone_fd, page cache kept).
+//! settings as ossmount (max_write, read-ahead in FUSE and in the kernel, worker threads,
+//! clone_fd, page cache kept).
 //! (Not zeros from a static array: those pages would all be the kernel's one zero page, always
 //! in the CPU caches, and the kernel pins them for free: that measures a ceiling no real data
 //! reaches.) `scripts/bench.py` reads through it
@@ -62,18 +63,7 @@ impl NullFs {
 
 impl Filesystem for NullFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        if let Err(max) = config.set_max_write(ossmount::fuse::MAX_WRITE_BYTES) {
-            let _ = config.set_max_write(max);
-        }
-        if let Err(max) = config.set_max_readahead(ossmount::fuse::MAX_READAHEAD_BYTES) {
-            let _ = config.set_max_readahead(max);
-        }
-        if config
-            .set_max_background(ossmount::fuse::MAX_BACKGROUND_REQUESTS)
-            .is_ok()
-        {
-            let _ = config.set_congestion_threshold(ossmount::fuse::MAX_BACKGROUND_REQUESTS * 3 / 4);
-        }
+        ossmount::fuse::request_data_path_settings(config);
         Ok(())
     }
 
@@ -155,5 +145,10 @@ fn main() -> std::io::Result<()> {
         size: size_mib * 1024 * 1024,
         data,
     };
-    fuser::Session::new(fs, &mountpoint, &config)?.run()
+    // Before mounting: afterwards, resolving the path would ask this not yet serving filesystem.
+    let mountpoint = mountpoint.canonicalize()?;
+    let session = fuser::Session::new(fs, &mountpoint, &config)?;
+    // Mounted: the kernel read-ahead ossmount sets for itself (as root).
+    ossmount::mount::raise_kernel_read_ahead(&mountpoint);
+    session.run()
 }

@@ -99,7 +99,7 @@ fn mounted_device(path: &Path) -> Option<String> {
 /// requests. With 1 MiB, cold sequential reads ran about 12 % faster on the reference machine
 /// (median of 3: 2 GiB in 1.05 s instead of 1.19 s). Best effort: the setting is in sysfs,
 /// writable by root only; otherwise the kernel's default stays.
-fn raise_kernel_read_ahead(mountpoint: &Path) {
+pub fn raise_kernel_read_ahead(mountpoint: &Path) {
     let wanted_kib = crate::fuse::MAX_READAHEAD_BYTES / 1024;
     let Some(device) = mounted_device(mountpoint) else {
         tracing::debug!(

@@ -3,13 +3,12 @@
 //! across `.await`; blocks evicted under it are dropped after it is released, so freeing a large
 //! allocation never happens inside the critical section.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use lru::LruCache;
-
-use std::ops::Range;
 
 use crate::object::{BlockIndex, BlockKey, ObjectId};
 use crate::prefetch::budget::{Charge, MemoryBudget};
@@ -200,8 +199,10 @@ mod tests {
         }
     }
 
-    fn block(budget: &Arc<MemoryBudget>) -> (Bytes, Arc<Charge>) {
-        (Bytes::from(vec![0u8; MIB as usize]), Arc::new(budget.charge(MIB)))
+    /// Insert block `index` (1 MiB, charged to `budget`).
+    fn insert(tier: &MemoryTier, budget: &Arc<MemoryBudget>, index: BlockIndex, ahead: bool) {
+        let charge = Arc::new(budget.charge(MIB));
+        tier.insert(key(index), Bytes::from(vec![0u8; MIB as usize]), charge, ahead);
     }
 
     #[test]
@@ -209,13 +210,11 @@ mod tests {
         let budget = MemoryBudget::new(4 * MIB, MIB);
         let tier = MemoryTier::new(budget.clone());
         for i in 0..4 {
-            let (data, charge) = block(&budget);
-            tier.insert(key(i), data, charge, false);
+            insert(&tier, &budget, i, false);
         }
         assert!(tier.get(&key(0)).is_some(), "block 0 is now the most recently used");
         tier.demote(&object(), 0..1);
-        let (data, charge) = block(&budget);
-        tier.insert(key(4), data, charge, false);
+        insert(&tier, &budget, 4, false);
         assert!(!tier.contains(&key(0)), "the demoted block went first");
         assert!(tier.contains(&key(1)) && tier.contains(&key(4)));
     }
@@ -225,8 +224,7 @@ mod tests {
         let budget = MemoryBudget::new(3 * MIB, MIB);
         let tier = MemoryTier::new(budget.clone());
         for i in 0..3 {
-            let (data, charge) = block(&budget);
-            tier.insert(key(i), data, charge, true);
+            insert(&tier, &budget, i, true);
         }
         assert_eq!(budget.unread_bytes(), 3 * MIB);
         assert!(tier.get(&key(1)).is_some());
@@ -234,12 +232,10 @@ mod tests {
         tier.demote(&object(), 2..3);
         assert_eq!(budget.unread_bytes(), MIB, "read to its end");
         // The demoted block goes first, then block 0, the least recently used, unread.
-        let (data, charge) = block(&budget);
-        tier.insert(key(3), data, charge, false);
+        insert(&tier, &budget, 3, false);
         assert!(!tier.contains(&key(2)));
         assert_eq!((budget.unread_bytes(), tier.evicted_unread()), (MIB, 0));
-        let (data, charge) = block(&budget);
-        tier.insert(key(4), data, charge, false);
+        insert(&tier, &budget, 4, false);
         assert!(!tier.contains(&key(0)));
         assert_eq!(budget.unread_bytes(), 0, "evicted unread");
         assert_eq!(tier.evicted_unread(), 1);

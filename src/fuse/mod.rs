@@ -192,17 +192,25 @@ impl<C: ObjectClient> FuseAdapter<C> {
     }
 }
 
+/// The data-path settings ossmount asks of the kernel at init: [`MAX_WRITE_BYTES`],
+/// [`MAX_READAHEAD_BYTES`] and [`MAX_BACKGROUND_REQUESTS`], each lowered to the kernel's
+/// maximum where it offers less. Public so that `examples/nullfs.rs` measures the FUSE ceiling
+/// with exactly these.
+pub fn request_data_path_settings(config: &mut KernelConfig) {
+    if let Err(max) = config.set_max_write(MAX_WRITE_BYTES) {
+        let _ = config.set_max_write(max);
+    }
+    if let Err(max) = config.set_max_readahead(MAX_READAHEAD_BYTES) {
+        let _ = config.set_max_readahead(max);
+    }
+    if config.set_max_background(MAX_BACKGROUND_REQUESTS).is_ok() {
+        let _ = config.set_congestion_threshold(MAX_BACKGROUND_REQUESTS * 3 / 4);
+    }
+}
+
 impl<C: ObjectClient> Filesystem for FuseAdapter<C> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        if let Err(max) = config.set_max_write(MAX_WRITE_BYTES) {
-            let _ = config.set_max_write(max);
-        }
-        if let Err(max) = config.set_max_readahead(MAX_READAHEAD_BYTES) {
-            let _ = config.set_max_readahead(max);
-        }
-        if config.set_max_background(MAX_BACKGROUND_REQUESTS).is_ok() {
-            let _ = config.set_congestion_threshold(MAX_BACKGROUND_REQUESTS * 3 / 4);
-        }
+        request_data_path_settings(config);
         // Directory listings with attributes: `ls -l` needs no lookup per entry.
         let wanted = InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO;
         if config.add_capabilities(wanted).is_err() {
